@@ -1,0 +1,145 @@
+"""Frame codec: one msgspec decode per line, typed envelopes for control frames."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+
+from .errors import FrameDecodeError, MalformedFrame, preview
+
+logger = logging.getLogger(__name__)
+
+CONTROL_REQUEST: Final = "control_request"
+CONTROL_RESPONSE: Final = "control_response"
+CONTROL_CANCEL: Final = "control_cancel_request"
+KEEP_ALIVE: Final = "keep_alive"
+CONTROL_TYPES: Final = frozenset({CONTROL_REQUEST, CONTROL_RESPONSE, CONTROL_CANCEL, KEEP_ALIVE})
+
+Frame = dict[str, Any]
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class ControlRequest(msgspec.Struct, frozen=True):
+    """``{"type": "control_request", "request_id", "request": {"subtype", ...}}``."""
+
+    request_id: str
+    request: dict[str, Any]
+
+    @property
+    def subtype(self) -> str:
+        return str(self.request["subtype"])
+
+
+class ResponseBody(msgspec.Struct, frozen=True):
+    """The ``response`` object of a control_response."""
+
+    subtype: str
+    request_id: str
+    response: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class ControlResponse(msgspec.Struct, frozen=True):
+    response: ResponseBody
+
+
+class ControlCancel(msgspec.Struct, frozen=True):
+    request_id: str
+
+
+ControlFrame = ControlRequest | ControlResponse | ControlCancel
+
+
+def decode_line(line: bytes) -> Frame | None:
+    """Decode one stdout line. None for a line that is not JSON (skipped, debug-logged).
+
+    Raises `FrameDecodeError` for a line that starts with ``{`` but does not parse.
+    """
+    if line[:1] != b"{":
+        logger.debug("skipping non-JSON stdout line: %s", preview(line))
+        return None
+    try:
+        frame = _decoder.decode(line)
+    except UnicodeDecodeError:
+        logger.debug("skipping stdout line that is not UTF-8: %s", preview(line))
+        return None
+    except msgspec.DecodeError as exc:
+        raise FrameDecodeError(f"unparseable JSON frame ({exc})", line) from None
+    if type(frame) is not dict:
+        raise FrameDecodeError("frame is not a JSON object", line)
+    return frame
+
+
+def decode_lines(lines: list[bytes]) -> list[Frame]:
+    """Decode a batch of lines, skipping non-JSON ones and logging unparseable ones."""
+    frames: list[Frame] = []
+    append = frames.append
+    for line in lines:
+        try:
+            frame = decode_line(line)
+        except FrameDecodeError as exc:
+            logger.warning("skipping malformed stdout line: %s", exc)
+            continue
+        if frame is not None:
+            append(frame)
+    return frames
+
+
+def parse_control(kind: str, frame: Frame) -> ControlFrame | None:
+    """The typed envelope of a control frame (None for keep_alive).
+
+    Raises `MalformedFrame` naming what is missing; its ``request_id`` is set when the
+    frame had one, so the caller can still answer it with an error.
+    """
+    if kind == KEEP_ALIVE:
+        return None
+    rid = frame.get("request_id")
+    request_id = rid if isinstance(rid, str) else None
+    try:
+        if kind == CONTROL_REQUEST:
+            request = frame.get("request")
+            if request_id is None:
+                raise MalformedFrame("control_request without a request_id", frame)
+            if not isinstance(request, dict) or not isinstance(request.get("subtype"), str):
+                raise MalformedFrame("control_request without request.subtype", frame, request_id)
+            return ControlRequest(request_id, request)
+        if kind == CONTROL_RESPONSE:
+            return msgspec.convert(frame, ControlResponse)
+        return msgspec.convert(frame, ControlCancel)
+    except msgspec.ValidationError as exc:
+        raise MalformedFrame(f"invalid {kind} ({exc})", frame, request_id) from None
+
+
+def encode_frame(frame: Mapping[str, Any]) -> bytearray:
+    """Encode one frame as a ``\\n``-terminated JSON line."""
+    buf = bytearray()
+    _encoder.encode_into(frame, buf)
+    buf.append(0x0A)
+    return buf
+
+
+def request_frame(request_id: str, request: Mapping[str, Any]) -> Frame:
+    return {"type": CONTROL_REQUEST, "request_id": request_id, "request": request}
+
+
+def success_frame(request_id: str, response: Mapping[str, Any]) -> Frame:
+    return {
+        "type": CONTROL_RESPONSE,
+        "response": {"subtype": "success", "request_id": request_id, "response": response},
+    }
+
+
+def error_frame(request_id: str, message: str) -> Frame:
+    return {
+        "type": CONTROL_RESPONSE,
+        "response": {"subtype": "error", "request_id": request_id, "error": message},
+    }
+
+
+def cancel_frame(request_id: str) -> Frame:
+    return {"type": CONTROL_CANCEL, "request_id": request_id}

@@ -1,0 +1,49 @@
+"""What a handler knows about the request it serves, including whether it was cancelled."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+
+
+class RequestContext:
+    """The CLI request a handler serves.
+
+    ``cancelled`` turns true when the CLI cancels the request (or the session closes);
+    it is safe to read from a worker thread, which anyio cannot cancel.
+    """
+
+    __slots__ = ("_event", "_flag", "_scope", "request_id", "subtype")
+
+    def __init__(self, request_id: str, subtype: str) -> None:
+        self.request_id = request_id
+        self.subtype = subtype
+        self._flag = threading.Event()
+        self._scope = anyio.CancelScope()
+        self._event: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"RequestContext({self.request_id!r}, {self.subtype!r}, cancelled={self.cancelled})"
+
+    @property
+    def cancelled(self) -> bool:
+        return self._flag.is_set()
+
+    async def wait_cancelled(self) -> None:
+        """Return once the request is cancelled."""
+        if self._flag.is_set():
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+    def wait_cancelled_blocking(self, timeout: float | None = None) -> bool:
+        """From a worker thread: block until cancelled or ``timeout``; True if cancelled."""
+        return self._flag.wait(timeout)
+
+    def _cancel(self) -> None:
+        self._flag.set()
+        self._scope.cancel()
+        if self._event is not None:
+            self._event.set()

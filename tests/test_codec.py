@@ -1,0 +1,120 @@
+"""Frame decoding and control envelopes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ctlwire.protocol import ControlRequest, FrameDecodeError, MalformedFrame, decode_line
+from ctlwire.protocol.codec import (
+    ControlCancel,
+    ControlResponse,
+    decode_lines,
+    encode_frame,
+    parse_control,
+)
+
+
+def test_unknown_types_pass_through_and_keys_in_any_order() -> None:
+    assert decode_line(b'{"n": 1, "type": "brand_new"}') == {"n": 1, "type": "brand_new"}
+    assert decode_line(b'{"no_type": true}') == {"no_type": True}
+
+
+def test_non_json_and_non_utf8_lines_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert decode_line(b"[SandboxDebug] hello") is None
+    assert decode_line(b'{"a": "\xff\xfe"}') is None
+    assert "not UTF-8" in caplog.text
+
+
+def test_garbled_json_is_a_typed_error_with_preview() -> None:
+    with pytest.raises(FrameDecodeError) as info:
+        decode_line(b'{"type": "assistant", garbled')
+    assert "garbled" in info.value.preview
+    with pytest.raises(FrameDecodeError):
+        decode_line(b'{"a": 1} trailing')
+
+
+def test_decode_lines_logs_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    frames = decode_lines([b'{"n":1}', b"{broken", b"noise", b'{"n":2}'])
+    assert frames == [{"n": 1}, {"n": 2}]
+    assert "{broken" in caplog.text
+
+
+def test_control_envelopes() -> None:
+    request = parse_control(
+        "control_request",
+        {"request": {"subtype": "can_use_tool", "x": 1}, "request_id": "r", "type": "x"},
+    )
+    assert isinstance(request, ControlRequest)
+    assert request.subtype == "can_use_tool"
+    response = parse_control(
+        "control_response",
+        {
+            "type": "control_response",
+            "response": {"subtype": "error", "request_id": "q", "error": "no"},
+        },
+    )
+    assert isinstance(response, ControlResponse) and response.response.error == "no"
+    cancel = parse_control("control_cancel_request", {"request_id": "z"})
+    assert cancel == ControlCancel("z")
+    assert parse_control("keep_alive", {"type": "keep_alive"}) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "frame", "request_id"),
+    [
+        ("control_request", {"request": {"subtype": "x"}}, None),
+        ("control_request", {"request_id": "r1", "request": {}}, "r1"),
+        ("control_request", {"request_id": "r2"}, "r2"),
+        ("control_response", {"response": {"subtype": "success"}}, None),
+        ("control_cancel_request", {}, None),
+    ],
+)
+def test_malformed_control_frames_name_what_is_missing(
+    kind: str, frame: dict[str, object], request_id: str | None
+) -> None:
+    with pytest.raises(MalformedFrame) as info:
+        parse_control(kind, frame)
+    assert info.value.request_id == request_id
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@given(
+    st.dictionaries(st.text(), json_values, max_size=6),
+    st.sampled_from(
+        sorted(
+            {
+                "control_request",
+                "control_response",
+                "control_cancel_request",
+                "keep_alive",
+                "assistant",
+            }
+        )
+    ),
+)
+def test_random_frames_round_trip_or_fail_typed(frame: dict[str, object], kind: str) -> None:
+    frame = {**frame, "type": kind}
+    line = bytes(encode_frame(frame))
+    assert line.endswith(b"\n")
+    decoded = decode_line(line[:-1])
+    assert decoded == frame
+    with contextlib.suppress(MalformedFrame):
+        parse_control(kind, decoded)
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_never_raise_untyped(data: bytes) -> None:
+    with contextlib.suppress(FrameDecodeError):
+        decode_line(b"{" + data)

@@ -1,0 +1,45 @@
+"""The interface every transport offers to the protocol layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+StderrCallback = Callable[[str], object]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A bidirectional line pipe to one CLI process.
+
+    ``receive_lines`` returns every complete line one read produced (a batch, never
+    empty) and raises `anyio.EndOfStream` once the CLI's output has ended.
+    """
+
+    on_stderr: StderrCallback | None
+
+    async def send(self, data: bytes | bytearray) -> None:
+        """Write bytes (whole lines) to the CLI's stdin; writers never interleave."""
+        ...
+
+    async def end_input(self) -> None:
+        """Close the CLI's stdin after pending writes; idempotent."""
+        ...
+
+    async def receive_lines(self) -> list[bytes]:
+        """Wait for and return the next batch of complete stdout lines."""
+        ...
+
+    async def wait_exit(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` seconds for the CLI to exit; return its code or None."""
+        ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stderr_tail(self) -> Sequence[str]: ...
+
+    async def aclose(self) -> None:
+        """Stop the CLI and release everything; idempotent, bounded, from any task."""
+        ...

@@ -1,0 +1,40 @@
+"""Typed errors of the transport layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class TransportError(Exception):
+    """The byte pipe to the CLI failed or was closed."""
+
+
+class LineTooLong(TransportError):
+    """A line exceeded the size limit; the stream cannot be resynchronised."""
+
+    def __init__(self, limit: int, size: int) -> None:
+        super().__init__(
+            f"line exceeds max_line_bytes: at least {size} bytes seen, limit is {limit} bytes"
+        )
+        self.limit = limit
+        self.size = size
+
+
+class ProcessExited(TransportError):
+    """The CLI process ended (or closed its end of a pipe); carries its exit code and stderr."""
+
+    def __init__(
+        self, returncode: int | None, stderr_tail: Sequence[str] = (), detail: str = ""
+    ) -> None:
+        if returncode is None:
+            what = "the CLI process is still running"
+        elif returncode < 0:
+            what = f"the CLI process was killed by signal {-returncode}"
+        else:
+            what = f"the CLI process exited with code {returncode}"
+        text = f"{detail}: {what}" if detail else what
+        if stderr_tail:
+            text += "; last stderr lines:\n" + "\n".join(f"  {line}" for line in stderr_tail)
+        super().__init__(text)
+        self.returncode = returncode
+        self.stderr_tail = tuple(stderr_tail)

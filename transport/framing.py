@@ -1,0 +1,112 @@
+"""Sans-IO line framing: bytes in, complete lines out, memory bounded by the line limit."""
+
+from __future__ import annotations
+
+from .errors import LineTooLong
+
+DEFAULT_MAX_LINE_BYTES = 32 * 2**20
+
+
+class LineFramer:
+    """Splits a byte stream on ``\\n`` into lines.
+
+    Works on bytes only and looks at each byte once; drops blank lines; strips the
+    ``\\r`` of a CRLF. A line longer than ``max_line_bytes`` (counted on the bytes before
+    its ``\\n``) raises `LineTooLong` as soon as that many bytes are pending, so memory
+    stays bounded by the limit. After that error the framer stays failed.
+    """
+
+    __slots__ = ("_chunks", "_failed", "_limit", "_pending")
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
+        self._limit = max_line_bytes
+        # The partial line as a list of chunks, joined once when the line completes, so
+        # a huge line arriving in many reads costs O(size), never a quadratic re-copy.
+        self._chunks: list[bytes] = []
+        self._pending = 0
+        self._failed: LineTooLong | None = None
+
+    @property
+    def max_line_bytes(self) -> int:
+        return self._limit
+
+    @property
+    def error(self) -> LineTooLong | None:
+        """The failure waiting to be raised, once a line was too long."""
+        return self._failed
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of the partial line held so far."""
+        return self._pending
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return the lines it completed, in order.
+
+        Lines that precede an over-long one are returned first; the `LineTooLong`
+        comes from the next call.
+        """
+        if self._failed is not None:
+            raise self._failed
+        lines: list[bytes] = []
+        try:
+            self._split(data, lines)
+        except LineTooLong:
+            if lines:
+                return lines
+            raise
+        return lines
+
+    def _split(self, data: bytes, lines: list[bytes]) -> None:
+        if self._chunks:
+            end = data.find(b"\n")
+            if end < 0:
+                self._hold(data)
+                return
+            self._check(self._pending + end)
+            self._chunks.append(data[:end])
+            self._flush_into(lines)
+            data = data[end + 1 :]
+        parts = data.split(b"\n")
+        tail = parts.pop()
+        if parts:
+            if max(map(len, parts)) > self._limit:
+                first_bad = next(i for i, p in enumerate(parts) if len(p) > self._limit)
+                lines.extend(filter(None, (p.removesuffix(b"\r") for p in parts[:first_bad])))
+                self._check(len(parts[first_bad]))
+            if b"\r" in data:
+                parts = [p[:-1] if p.endswith(b"\r") else p for p in parts]
+            lines.extend(filter(None, parts))
+        if tail:
+            self._hold(tail)
+
+    def end(self) -> list[bytes]:
+        """Signal end of input; return the final line if it had no terminator."""
+        if self._failed is not None:
+            raise self._failed
+        lines: list[bytes] = []
+        self._flush_into(lines)
+        return lines
+
+    def _hold(self, data: bytes) -> None:
+        self._check(self._pending + len(data))
+        self._chunks.append(data)
+        self._pending += len(data)
+
+    def _flush_into(self, lines: list[bytes]) -> None:
+        line = b"".join(self._chunks)
+        self._chunks.clear()
+        self._pending = 0
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line:
+            lines.append(line)
+
+    def _check(self, size: int) -> None:
+        if size > self._limit:
+            self._chunks.clear()
+            self._pending = 0
+            self._failed = LineTooLong(self._limit, size)
+            raise self._failed
