@@ -179,20 +179,23 @@ def flood_then_hook(count: str) -> None:
 
 
 def interleave(count: str) -> None:
-    """Interleave COUNT messages with hook_callbacks every 100; report answer order."""
-    n = int(count)
-    chunks = []
-    for i in range(n):
-        chunks.append(json.dumps({"type": "assistant", "n": i}).encode() + b"\n")
-        if i % 100 == 99:
-            chunks.append(json.dumps(hook_request(f"h{i // 100}")).encode() + b"\n")
-    raw(b"".join(chunks))
-    order = []
-    for _ in range(n // 100):
+    """COUNT messages with a hook_callback after every 100, each waited for like the real
+    CLI does; report the order of the answers and the slowest round trip."""
+    order, slowest = [], 0.0
+    for block in range(int(count) // 100):
+        raw(
+            b"".join(
+                json.dumps({"type": "assistant", "n": block * 100 + i}).encode() + b"\n"
+                for i in range(100)
+            )
+        )
+        sent = time.monotonic()
+        write(hook_request(f"h{block}"))
         frame = receive()
         assert frame is not None
+        slowest = max(slowest, time.monotonic() - sent)
         order.append(frame["response"]["request_id"])
-    write({"type": "report", "order": order})
+    write({"type": "report", "order": order, "slowest": slowest})
     serve_until_eof()
 
 

@@ -15,6 +15,8 @@ from conftest import peer_argv
 
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError
 
+pytestmark = pytest.mark.anyio
+
 
 def group_gone(pgid: int, within: float = 5.0) -> bool:
     deadline = time.monotonic() + within
