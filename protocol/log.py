@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ LOG_VERSION = 1
 Source = Literal["sdk", "cli"]
 
 
-class LogHeader(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
+class LogHeader(msgspec.Struct):
     """The optional first line: ``{"ctlwire_log": 1, "argv": [...], "cli_version": "..."}``."""
 
     ctlwire_log: int = LOG_VERSION
@@ -107,10 +108,10 @@ def parse_log(data: bytes, path: str | os.PathLike[str] = "<memory>") -> Session
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise LogFormatError(path, lineno, f"invalid header: {exc}") from None
             if header.ctlwire_log != LOG_VERSION:
-                raise LogFormatError(
-                    path, lineno, f"unsupported log version {header.ctlwire_log}"
-                )
+                raise LogFormatError(path, lineno, f"unsupported log version {header.ctlwire_log}")
             continue
+        if b'"ctlwire_log"' in raw:
+            raise LogFormatError(path, lineno, "a log header may only be the first line")
         records.append(parse_record(raw, path, lineno))
         lines.append(lineno)
     return SessionLog(header, records, lines, os.fspath(path))
@@ -278,8 +279,6 @@ class LogWriter:
             self._failed = True
             logger.warning("cannot write session log %s: %s; recording stopped", self.path, exc)
         if self._file is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._file.close()
-            except OSError:
-                pass
             self._file = None

@@ -247,11 +247,13 @@ async def replay_log(log: SessionLog, argv: Sequence[str], timeout: float = 30.0
     started = time.monotonic()
     replayer = _Replayer(log, timeout)
     replayer.failures += replayer.plan.inconsistencies()
-    init = next(
+    init: dict[str, Any] = next(
         (
             r.frame["request"]
             for r in log.records
-            if r.src == "sdk" and r.frame and r.frame.get("type") == "control_request"
+            if r.src == "sdk"
+            and r.frame
+            and r.frame.get("type") == "control_request"
             and r.frame["request"].get("subtype") == "initialize"
         ),
         {},

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 PEER = Path(__file__).with_name("peer.py")
 
 
