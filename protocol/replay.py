@@ -85,15 +85,23 @@ class _Plan:
                     self.answers.setdefault(rid, record)
 
     def inconsistencies(self) -> list[str]:
-        """What no real session can produce, found in the log alone."""
+        """What no real session can produce, found in the log alone: a CLI request left
+        unanswered and uncancelled while the CLI finished its turn (a ``result``) before
+        the SDK closed stdin. (After stdin EOF the CLI may leave requests hanging.)"""
         found = []
-        if self.exit_code == 0:
-            for rid, index in self.request_index.items():
-                if rid not in self.answers and rid not in self.cancelled:
+        records = self.log.records
+        for rid, index in self.request_index.items():
+            if rid in self.answers or rid in self.cancelled:
+                continue
+            for later in records[index + 1 :]:
+                if later.eof:
+                    break
+                if later.src == "cli" and later.frame and later.frame.get("type") == "result":
                     found.append(
                         f"{self.log.path}:{self.log.line_of(index)}: request {rid} was neither "
-                        "answered nor cancelled, yet the CLI went on and exited 0"
+                        "answered nor cancelled, yet the CLI finished its turn"
                     )
+                    break
         return found
 
     def observable(self, index: int) -> bool:

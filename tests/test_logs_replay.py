@@ -133,7 +133,7 @@ CORRUPTIONS = {
     "dropped answer": (
         "basic_write.jsonl",
         lambda rs: rs.remove(_answer_of(rs, "hook_callback")),
-        "neither answered nor cancelled",
+        "neither answered nor cancelled, yet the CLI finished its turn",
     ),
     # An SDK answer after the CLI cancelled the request.
     "answer after cancel": (
