@@ -11,6 +11,14 @@ import pytest
 pytest_plugins = ["pytester"]
 
 PEER = Path(__file__).with_name("peer.py")
+REAL_SESSIONS = Path(__file__).parents[2] / "shared" / "real-sessions"
+
+
+def real_session_logs() -> list[Path]:
+    """The sessions recorded from the real CLI (../shared/real-sessions); never empty."""
+    logs = sorted(REAL_SESSIONS.glob("*.jsonl"))
+    assert len(logs) >= 4, f"expected the real-session logs in {REAL_SESSIONS}"
+    return logs
 
 
 def peer_argv(*args: str) -> list[str]:

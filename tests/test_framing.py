@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from conftest import REAL_SESSIONS, real_session_logs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctlwire.transport import LineFramer, LineTooLong
 
-REAL = Path(__file__).parents[2] / "shared" / "real-sessions"
 SAMPLE = (
     b'{"type":"assistant","text":"  leading and trailing  "}\n'
     b'{"type":"user","text":"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"}\r\n'
@@ -48,7 +46,7 @@ def test_any_chunking_gives_the_same_lines(cuts: list[int]) -> None:
 
 
 def test_recorded_sessions_byte_by_byte() -> None:
-    for path in sorted(REAL.glob("*.jsonl")):
+    for path in real_session_logs():
         data = path.read_bytes()
         want = [line for line in data.split(b"\n") if line]
         framer = LineFramer()
@@ -59,7 +57,7 @@ def test_recorded_sessions_byte_by_byte() -> None:
 @settings(max_examples=50)
 @given(st.data())
 def test_recorded_session_random_chunks(data: st.DataObject) -> None:
-    raw = (REAL / "mcp_sdk.jsonl").read_bytes()
+    raw = (REAL_SESSIONS / "mcp_sdk.jsonl").read_bytes()
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=200))
     assert feed_chunks(raw, cuts) == [line for line in raw.split(b"\n") if line]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import peer_argv
+from conftest import REAL_SESSIONS, peer_argv, real_session_logs
 
 from ctlwire.fixtures import records as r
 from ctlwire.fixtures.command import bundled_logs, fake_cli_argv
@@ -21,7 +21,6 @@ from ctlwire.protocol.log import LogFormatError, encode_records, read_log
 from ctlwire.protocol.recording import RecordingTransport
 from ctlwire.transport import ProcessExited, SubprocessTransport
 
-REAL = Path(__file__).parents[2] / "shared" / "real-sessions"
 CTLWIRE = [sys.executable, "-m", "ctlwire.fixtures.command"]
 
 
@@ -69,7 +68,7 @@ def test_shipped_synthetic_logs_are_what_the_generator_makes() -> None:
     shipped = {p.stem: p for p in bundled_logs()}
     for name, build in LOGS.items():
         assert shipped[name].read_bytes() == encode_records(synthetic_header(), build()), name
-    for real in REAL.glob("*.jsonl"):
+    for real in real_session_logs():
         assert shipped[real.stem].read_bytes() == real.read_bytes()
 
 
@@ -85,7 +84,7 @@ def test_replay_with_no_arguments_passes_every_shipped_log() -> None:
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_replay_passes_on_every_real_session(backend: str) -> None:
-    logs = sorted(str(p) for p in REAL.glob("*.jsonl"))
+    logs = [str(p) for p in real_session_logs()]
     assert len(logs) == 4
     out = ctlwire("replay", "--backend", backend, *logs)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -94,7 +93,7 @@ def test_replay_passes_on_every_real_session(backend: str) -> None:
 
 
 def _corrupt(tmp_path: Path, name: str, change: Any) -> Path:
-    source = lines_of(REAL / name)
+    source = lines_of(REAL_SESSIONS / name)
     records = [json.loads(line) for line in source]
     change(records)
     path = tmp_path / f"corrupt_{name}"
@@ -338,14 +337,16 @@ def test_record_proxy_passes_the_exit_code_and_survives_an_unwritable_log(
 
 
 def test_show_joins_requests_and_marks_cancels() -> None:
-    out = ctlwire("show", str(REAL / "slow_hook.jsonl"))
+    out = ctlwire("show", str(REAL_SESSIONS / "slow_hook.jsonl"))
     assert out.returncode == 0
     request_line = next(x for x in out.stdout.splitlines() if "hook_callback" in x)
     assert "[CANCELLED after 1997.7 ms, line 9]" in request_line
     assert "[success in 430.8 ms, line 3]" in out.stdout
     events = [
         json.loads(x)
-        for x in ctlwire("show", "--json", str(REAL / "slow_hook.jsonl")).stdout.splitlines()
+        for x in ctlwire(
+            "show", "--json", str(REAL_SESSIONS / "slow_hook.jsonl")
+        ).stdout.splitlines()
     ]
     assert [e["outcome"] for e in events if e["kind"] == "control_request"] == [
         "success",

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-claude_agent_sdk = pytest.importorskip("claude_agent_sdk")
-from claude_agent_sdk import (  # noqa: E402
+from claude_agent_sdk import (
     AssistantMessage,
     ClaudeAgentOptions,
     ClaudeSDKClient,
@@ -26,12 +23,11 @@ from claude_agent_sdk import (  # noqa: E402
     create_sdk_mcp_server,
     tool,
 )
-
-REAL = Path(__file__).parents[2] / "shared" / "real-sessions"
+from conftest import REAL_SESSIONS, real_session_logs
 
 
 def recorded(name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (REAL / name).read_text().splitlines()][1:]
+    return [json.loads(line) for line in (REAL_SESSIONS / name).read_text().splitlines()][1:]
 
 
 def cli_frames(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -53,7 +49,7 @@ async def echo(args: dict[str, Any]) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": f"echo: {args['text']}"}]}
 
 
-@pytest.mark.parametrize("log", sorted(p.name for p in REAL.glob("*.jsonl")))
+@pytest.mark.parametrize("log", [p.name for p in real_session_logs()])
 def test_reference_sdk_drives_the_fake_cli(log: str, ctlwire_fake_cli: Any) -> None:
     asyncio.run(asyncio.wait_for(_drive(log, ctlwire_fake_cli), 60))
 
@@ -78,7 +74,7 @@ async def _drive(log: str, fake: Any) -> None:
 
     options = ClaudeAgentOptions(
         # A hook timeout is only faithful with the recorded gap before the cancel.
-        cli_path=str(fake.executable(REAL / log, loose=True, realtime=slow)),
+        cli_path=str(fake.executable(REAL_SESSIONS / log, loose=True, realtime=slow)),
         hooks={
             "PreToolUse": [HookMatcher(None, [on_hook], timeout=2 if slow else None)],
             "PostToolUse": [HookMatcher(None, [on_hook])],

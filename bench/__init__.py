@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of ctlwire against the reference SDK (``python -m bench``)."""

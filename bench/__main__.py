@@ -1,0 +1,348 @@
+"""Benchmarks: ctlwire vs the reference SDK vs the practical limit, side by side in one run.
+
+``python -m bench [--rounds R] [--flood N] [--hooks N] [--json FILE]``
+
+Every figure is the median of R rounds; within a round the contenders alternate, so
+machine noise hits them alike. Big-line and cancel-storm figures come from fresh child
+processes, so that peak RSS belongs to the measured transfer alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from ctlwire.protocol import ControlSession, HookMatcher, RequestContext
+from ctlwire.transport import SubprocessTransport
+
+EMITTER = Path(__file__).with_name("emitter.py")
+USER = {
+    "type": "user",
+    "message": {"role": "user", "content": "go"},
+    "parent_tool_use_id": None,
+    "session_id": "default",
+}
+INIT = {"type": "control_request", "request_id": "req_1", "request": {"subtype": "initialize"}}
+
+
+def wrapper() -> str:
+    """One executable path for every contender (the reference only takes a path)."""
+    folder = Path(tempfile.mkdtemp(prefix="ctlwire-bench-"))
+    path = folder / "emitter"
+    path.write_text(f"#!/bin/sh\nexec {sys.executable} {EMITTER}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def bench_env(mode: str, n: int) -> dict[str, str]:
+    return {**os.environ, "BENCH_MODE": mode, "BENCH_N": str(n)}
+
+
+# -- ctlwire ------------------------------------------------------------------------------
+
+
+async def ctlwire_run(cli: str, mode: str, n: int) -> float:
+    """Seconds from the user message to the result, through ControlSession."""
+
+    async def on_hook(inp: dict[str, Any], tool_use_id: str | None, ctx: RequestContext) -> Any:
+        if mode == "storm" and inp["n"] % 2 == 0:
+            await anyio.sleep_forever()
+        return {"continue": True}
+
+    hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
+    async with (
+        SubprocessTransport([cli], env=bench_env(mode, n), max_line_bytes=256 << 20) as t,
+        ControlSession(t, hooks=hooks) as session,
+    ):
+        await session.initialize()
+        started = time.perf_counter()
+        await session.send(USER)
+        count = 0
+        async for message in session.messages():
+            if message.get("type") == "result":
+                break
+            count += 1
+        elapsed = time.perf_counter() - started
+        await session.end_input()
+    if mode == "flood":
+        assert count == n, count
+    return elapsed
+
+
+# -- the reference SDK --------------------------------------------------------------------
+
+
+async def reference_run(cli: str, mode: str, n: int) -> float:
+    from claude_agent_sdk import ClaudeAgentOptions
+    from claude_agent_sdk._internal.query import Query
+    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+
+    async def on_hook(inp: Any, tool_use_id: Any, context: Any) -> Any:
+        return {"continue": True}
+
+    async def no_prompt() -> Any:
+        return
+        yield
+
+    options = ClaudeAgentOptions(
+        cli_path=cli, env={"BENCH_MODE": mode, "BENCH_N": str(n)}, max_buffer_size=256 << 20
+    )
+    transport = SubprocessCLITransport(prompt=no_prompt(), options=options)
+    await transport.connect()
+    query = Query(
+        transport,
+        is_streaming_mode=True,
+        hooks={"PreToolUse": [{"matcher": None, "hooks": [on_hook]}]},
+    )
+    try:
+        await query.start()
+        await query.initialize()
+        started = time.perf_counter()
+        await transport.write(json.dumps(USER) + "\n")
+        count = 0
+        async for message in query.receive_messages():
+            if message.get("type") == "result":
+                break
+            count += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        await query.close()
+    if mode == "flood":
+        assert count == n, count
+    return elapsed
+
+
+# -- the practical limit: blocking reads, split, msgspec -------------------------------------
+
+
+def bare_run(cli: str, mode: str, n: int) -> float:
+    decode = msgspec.json.Decoder().decode
+    encode = msgspec.json.Encoder().encode
+    child = subprocess.Popen(
+        [cli], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=bench_env(mode, n)
+    )
+    assert child.stdin is not None and child.stdout is not None
+    fd_in, fd_out = child.stdin.fileno(), child.stdout.fileno()
+    os.write(fd_in, encode(INIT) + b"\n")
+    pending = b""
+
+    def frames() -> Any:
+        nonlocal pending
+        while True:
+            data = os.read(fd_out, 1 << 20)
+            if not data:
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                if line:
+                    yield decode(line)
+
+    stream = frames()
+    next(stream)  # the initialize answer
+    started = time.perf_counter()
+    os.write(fd_in, encode(USER) + b"\n")
+    count = 0
+    for frame in stream:
+        kind = frame.get("type")
+        if kind == "result":
+            break
+        if kind == "control_request":
+            answer = {
+                "type": "control_response",
+                "response": {
+                    "subtype": "success",
+                    "request_id": frame["request_id"],
+                    "response": {"continue": True},
+                },
+            }
+            os.write(fd_in, encode(answer) + b"\n")
+        else:
+            count += 1
+    elapsed = time.perf_counter() - started
+    child.stdin.close()
+    child.wait()
+    return elapsed
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def on_backend(fn: Callable[..., Any], backend: str, *args: Any) -> float:
+    return float(anyio.run(fn, *args, backend=backend))
+
+
+def contenders(cli: str, mode: str, n: int, backend: str) -> dict[str, Callable[[], float]]:
+    return {
+        "ctlwire": lambda: on_backend(ctlwire_run, backend, cli, mode, n),
+        "reference": lambda: on_backend(reference_run, "asyncio", cli, mode, n),
+        "limit": lambda: bare_run(cli, mode, n),
+    }
+
+
+def measure(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
+            times[name].append(runs[name]())
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def child_measure(cli: str, mode: str, n: int, backend: str) -> dict[str, float]:
+    """A fresh interpreter runs one ctlwire transfer; returns seconds and RSS figures."""
+    root = str(Path(__file__).parents[1])
+    code = f"""
+import json, resource, sys, anyio
+sys.path.insert(0, {root!r})
+from bench.__main__ import ctlwire_run
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+seconds = anyio.run(ctlwire_run, {cli!r}, {mode!r}, {n}, backend={backend!r})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"seconds": seconds, "rss_growth": (peak - base) * 1024, "rss": peak * 1024}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    return dict(json.loads(out.stdout))
+
+
+def import_time(module: str, rounds: int) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    values = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(rounds)
+    ]
+    return statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--flood", type=int, default=100_000)
+    parser.add_argument("--hooks", type=int, default=5_000)
+    parser.add_argument("--storm", type=int, default=10_000)
+    parser.add_argument("--big", type=int, nargs="*", default=[1, 4, 16, 64], help="MiB")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    cli = wrapper()
+    rows: list[dict[str, Any]] = []
+
+    def row(
+        figure: str,
+        unit: str,
+        ours: float,
+        ref: float | None,
+        limit: float | None,
+        target: str = "",
+    ) -> None:
+        entry = {
+            "figure": figure,
+            "unit": unit,
+            "ctlwire": ours,
+            "reference": ref,
+            "limit": limit,
+            "target": target,
+            "vs_reference": ours / ref if ref else None,
+            "vs_limit": ours / limit if limit else None,
+        }
+        rows.append(entry)
+        print(format_row(entry), flush=True)
+
+    print(header(), flush=True)
+    for backend in ("asyncio", "trio"):
+        t = measure(contenders(cli, "flood", args.flood, backend), args.rounds)
+        rate = {k: args.flood / v for k, v in t.items()}
+        row(
+            f"flood frames/s ({backend})",
+            "frames/s",
+            rate["ctlwire"],
+            rate["reference"],
+            rate["limit"],
+            ">=5x ref, >=0.6 limit" if backend == "asyncio" else ">=3x ref",
+        )
+    t = measure(contenders(cli, "hooks", args.hooks, "asyncio"), args.rounds)
+    rate = {k: args.hooks / v for k, v in t.items()}
+    row(
+        "hook round trips/s (asyncio)",
+        "trips/s",
+        rate["ctlwire"],
+        rate["reference"],
+        rate["limit"],
+        ">=1.6x ref",
+    )
+    big: dict[int, dict[str, float]] = {}
+    for mib in args.big:
+        big[mib] = child_measure(cli, "bigline", mib << 20, "asyncio")
+        row(f"big line {mib} MiB: seconds", "s", big[mib]["seconds"], None, None)
+        row(
+            f"big line {mib} MiB: peak RSS / line",
+            "x",
+            big[mib]["rss"] / (mib << 20),
+            None,
+            None,
+            "<3x" if mib == 64 else "",
+        )
+    if 16 in big and 64 in big:
+        row(
+            "64 MiB time / (4 x 16 MiB time)",
+            "x",
+            big[64]["seconds"] / (4 * big[16]["seconds"]),
+            None,
+            None,
+            "<=1.5",
+        )
+    storm = child_measure(cli, "storm", args.storm, "asyncio")
+    row(f"cancel storm {args.storm} hooks: seconds", "s", storm["seconds"])
+    row(f"cancel storm {args.storm} hooks: peak RSS MiB", "MiB", storm["rss"] / 2**20)
+    row(
+        "import time (s)",
+        "s",
+        import_time("ctlwire.protocol", args.rounds),
+        import_time("claude_agent_sdk", args.rounds),
+        None,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rounds": args.rounds, "rows": rows}, indent=2))
+
+
+def header() -> str:
+    return (
+        f"{'figure':<40} {'ctlwire':>12} {'reference':>12} {'limit':>12} "
+        f"{'vs ref':>8} {'vs limit':>8}  target"
+    )
+
+
+def format_row(entry: dict[str, Any]) -> str:
+    def num(value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:,.0f}" if value >= 100 else f"{value:.3f}"
+
+    def ratio(value: float | None) -> str:
+        return f"{value:.2f}x" if value is not None else "-"
+
+    return (
+        f"{entry['figure']:<40} {num(entry['ctlwire']):>12} {num(entry['reference']):>12} "
+        f"{num(entry['limit']):>12} {ratio(entry['vs_reference']):>8} "
+        f"{ratio(entry['vs_limit']):>8}  {entry['target']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

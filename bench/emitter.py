@@ -1,0 +1,119 @@
+"""The CLI stand-in for benchmarks. Mode and size come from the environment
+(``BENCH_MODE``, ``BENCH_N``), since the reference SDK only takes a CLI path.
+
+- flood: answer initialize; on the user message write N assistant frames (~300 bytes),
+  prepared in advance, then a result.
+- hooks: answer initialize; on the user message send N hook_callback requests one at a
+  time, each waiting for its answer; then a result.
+- storm: answer initialize; on the user message send N hook_callback requests at once,
+  cancel the even ones, wait for the N/2 answers, then a result.
+- bigline: one frame whose line is N bytes, then a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def out(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view) :]
+
+
+def frames_stdin():
+    buf = b""
+    while True:
+        data = os.read(0, 1 << 16)
+        if not data:
+            return
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def hook(i: int) -> bytes:
+    return (
+        json.dumps(
+            {
+                "type": "control_request",
+                "request_id": f"h{i}",
+                "request": {
+                    "subtype": "hook_callback",
+                    "callback_id": "hook_0",
+                    "input": {"hook_event_name": "PreToolUse", "n": i},
+                    "tool_use_id": None,
+                },
+            }
+        ).encode()
+        + b"\n"
+    )
+
+
+RESULT = b'{"type":"result","subtype":"success","is_error":false,"session_id":"bench"}\n'
+
+
+def main() -> None:
+    mode, n = os.environ.get("BENCH_MODE", "flood"), int(os.environ.get("BENCH_N", "100000"))
+    payload = b""
+    if mode == "flood":
+        text = "x" * 180
+        payload = b"".join(
+            b'{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"'
+            + text.encode()
+            + b'"}]},"parent_tool_use_id":null,"session_id":"bench","n":'
+            + str(i).encode()
+            + b"}\n"
+            for i in range(n)
+        )
+    elif mode == "bigline":
+        pad = n - len(b'{"type":"assistant","pad":""}')
+        payload = b'{"type":"assistant","pad":"' + b"x" * pad + b'"}\n'
+    incoming = frames_stdin()
+    for frame in incoming:
+        if frame.get("type") == "control_request":  # initialize
+            out(
+                json.dumps(
+                    {
+                        "type": "control_response",
+                        "response": {
+                            "subtype": "success",
+                            "request_id": frame["request_id"],
+                            "response": {"commands": []},
+                        },
+                    }
+                ).encode()
+                + b"\n"
+            )
+        elif frame.get("type") == "user":
+            break
+    if mode in ("flood", "bigline"):
+        out(payload)
+    elif mode == "hooks":
+        for i in range(n):
+            out(hook(i))
+            answer = next(incoming)
+            assert answer["type"] == "control_response", answer
+    elif mode == "storm":
+        out(b"".join(hook(i) for i in range(n)))
+        out(
+            b"".join(
+                json.dumps({"type": "control_cancel_request", "request_id": f"h{i}"}).encode()
+                + b"\n"
+                for i in range(0, n, 2)
+            )
+        )
+        answered = 0
+        while answered < n // 2:
+            answered += next(incoming)["type"] == "control_response"
+    out(RESULT)
+    for _ in incoming:  # exit on stdin EOF, like the CLI
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
