@@ -75,8 +75,32 @@ def decode_line(line: bytes) -> Frame | None:
     return frame
 
 
+_batch_decoder = msgspec.json.Decoder(list[Any])
+
+
+def may_hold_control(lines: list[bytes]) -> bool:
+    """False only if no line can be a control frame (a byte search, no decoding)."""
+    blob = b"\n".join(lines)
+    return b"control_" in blob or b"keep_alive" in blob
+
+
 def decode_lines(lines: list[bytes]) -> list[Frame]:
-    """Decode a batch of lines, skipping non-JSON ones and logging unparseable ones."""
+    """Decode a batch of lines, skipping non-JSON ones and logging unparseable ones.
+
+    The fast path parses the whole batch as one JSON array, one msgspec call; it is
+    taken only when that yields exactly one object per line, so a noisy batch falls back
+    to line-by-line decoding with the same result.
+    """
+    framed = lines.copy()
+    framed[0] = b"[" + framed[0]
+    framed[-1] = framed[-1] + b"]"
+    try:
+        batch = _batch_decoder.decode(b",".join(framed))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        pass
+    else:
+        if len(batch) == len(lines) and all(type(f) is dict for f in batch):
+            return batch
     frames: list[Frame] = []
     append = frames.append
     for line in lines:

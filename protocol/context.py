@@ -14,25 +14,26 @@ class RequestContext:
     it is safe to read from a worker thread, which anyio cannot cancel.
     """
 
-    __slots__ = ("_event", "_flag", "_scope", "request_id", "subtype")
+    __slots__ = ("_event", "_flag", "_scope", "_thread_event", "request_id", "subtype")
 
     def __init__(self, request_id: str, subtype: str) -> None:
         self.request_id = request_id
         self.subtype = subtype
-        self._flag = threading.Event()
+        self._flag = False  # a plain bool: reading it from another thread is safe
         self._scope = anyio.CancelScope()
         self._event: anyio.Event | None = None
+        self._thread_event: threading.Event | None = None  # made on first blocking wait
 
     def __repr__(self) -> str:
         return f"RequestContext({self.request_id!r}, {self.subtype!r}, cancelled={self.cancelled})"
 
     @property
     def cancelled(self) -> bool:
-        return self._flag.is_set()
+        return self._flag
 
     async def wait_cancelled(self) -> None:
         """Return once the request is cancelled."""
-        if self._flag.is_set():
+        if self._flag:
             return
         if self._event is None:
             self._event = anyio.Event()
@@ -40,10 +41,18 @@ class RequestContext:
 
     def wait_cancelled_blocking(self, timeout: float | None = None) -> bool:
         """From a worker thread: block until cancelled or ``timeout``; True if cancelled."""
-        return self._flag.wait(timeout)
+        if self._thread_event is None:
+            self._thread_event = threading.Event()
+        # _cancel sets the flag before it looks for the event, so checking the flag after
+        # publishing the event cannot miss a cancel that raced with it.
+        if self._flag:
+            return True
+        return self._thread_event.wait(timeout)
 
     def _cancel(self) -> None:
-        self._flag.set()
+        self._flag = True
         self._scope.cancel()
+        if self._thread_event is not None:
+            self._thread_event.set()
         if self._event is not None:
             self._event.set()

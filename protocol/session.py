@@ -25,6 +25,7 @@ from .codec import (
     decode_lines,
     encode_frame,
     error_frame,
+    may_hold_control,
     parse_control,
     request_frame,
     success_frame,
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
 
+_HANDLER_TASK = "ctlwire handler"
+# messages() decodes queued raw lines this many at a time.
+DECODE_RUN = 64
 # How long the CLI may take to exit after closing its stdout before we call it a failure.
 EXIT_AFTER_EOF_TIMEOUT = 1.0
 
@@ -69,7 +73,8 @@ class ControlSession:
         self._close_timeout = close_timeout
         self._outgoing = OutgoingRequests()
         self._incoming: IncomingRequests[RequestContext] = IncomingRequests()
-        self._buffer: deque[Frame] = deque()
+        # Messages in order: decoded frames, or raw lines not decoded yet.
+        self._buffer: deque[Frame | bytes] = deque()
         self._data_ready = anyio.Event()
         self._room = anyio.Event()
         self._reader_paused = False
@@ -180,10 +185,16 @@ class ControlSession:
         buffer = self._buffer
         while True:
             if buffer:
-                frame = buffer.popleft()
+                item = buffer.popleft()
+                if type(item) is bytes:  # raw lines: decode a short run of them now
+                    run = [item]
+                    while buffer and len(run) < DECODE_RUN and type(buffer[0]) is bytes:
+                        run.append(buffer.popleft())
+                    buffer.extendleft(reversed(decode_lines(run)))
+                    continue
                 if self._reader_paused and len(buffer) <= self._low_water():
                     self._resume_reader()
-                yield frame
+                yield item
             elif self._ended is not None:
                 if self._failure is not None:
                     raise SessionClosed(self._ended.reason, self._failure)
@@ -235,14 +246,19 @@ class ControlSession:
         receive = self._transport.receive_lines
         buffer = self._buffer
         while True:
-            frames = decode_lines(await receive())
+            lines = await receive()
             before = len(buffer)
-            for frame in frames:
-                kind = frame.get("type")
-                if kind in CONTROL_TYPES:
-                    self._route_control(kind, frame, tg)
-                else:
-                    buffer.append(frame)
+            if may_hold_control(lines):
+                for frame in decode_lines(lines):
+                    kind = frame.get("type")
+                    if kind in CONTROL_TYPES:
+                        self._route_control(kind, frame, tg)
+                    else:
+                        buffer.append(frame)
+            else:
+                # Only messages: queue the raw lines; messages() decodes them just before
+                # handing them out, so frames never pile up decoded (and GC-tracked).
+                buffer.extend(lines)
             if len(buffer) != before:
                 self._wake_consumers()
             if (
@@ -279,7 +295,7 @@ class ControlSession:
         elif type(control) is ControlRequest:
             context = RequestContext(control.request_id, control.subtype)
             if self._incoming.begin(control.request_id, context):
-                tg.start_soon(self._serve, control.request, context)
+                tg.start_soon(self._serve, control.request, context, name=_HANDLER_TASK)
             else:
                 logger.warning(
                     "duplicate control_request id %s ignored while the first is in flight",

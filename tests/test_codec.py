@@ -15,6 +15,7 @@ from ctlwire.protocol.codec import (
     ControlResponse,
     decode_lines,
     encode_frame,
+    may_hold_control,
     parse_control,
 )
 
@@ -40,9 +41,43 @@ def test_garbled_json_is_a_typed_error_with_preview() -> None:
 
 
 def test_decode_lines_logs_and_goes_on(caplog: pytest.LogCaptureFixture) -> None:
-    frames = decode_lines([b'{"n":1}', b"{broken", b"noise", b'{"n":2}'])
-    assert frames == [{"n": 1}, {"n": 2}]
+    lines = [b'{"n":1}', b"{broken", b"noise", b'{"n":2}']
+    assert decode_lines(lines) == [{"n": 1}, {"n": 2}]
+    assert not may_hold_control(lines)
     assert "{broken" in caplog.text
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b'{"type":"assistant","n":1}',
+                b'{"type":"keep_alive"}',
+                b"[1,2]",
+                b"noise",
+                b'{"a":1},{"b":2}',
+                b'{"type":"control_request","request_id":"r"}',
+                b"{bad",
+                b'{"type":"result","text":"about control_ frames"}',
+                b'"str"',
+                b"{}",
+            ]
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_batch_decode_equals_line_by_line(lines: list[bytes]) -> None:
+    frames = decode_lines(lines)
+    expected = []
+    for line in lines:
+        with contextlib.suppress(FrameDecodeError):
+            frame = decode_line(line)
+            if frame is not None:
+                expected.append(frame)
+    assert frames == expected
+    has_control = any(f.get("type") in ("keep_alive", "control_request") for f in frames)
+    assert may_hold_control(lines) or not has_control
 
 
 def test_control_envelopes() -> None:

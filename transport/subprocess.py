@@ -201,6 +201,7 @@ class SubprocessTransport:
     # -- stdout -----------------------------------------------------------------------
 
     async def receive_lines(self) -> list[bytes]:
+        waited = False
         while True:
             if self._framer.error is not None:
                 raise self._framer.error
@@ -218,6 +219,7 @@ class SubprocessTransport:
                     except anyio.ClosedResourceError:
                         if not self._stdout_orphaned:
                             raise TransportError("the transport was closed") from None
+                    waited = True
                     continue
             if not data:
                 self._stdout_eof = True
@@ -228,11 +230,13 @@ class SubprocessTransport:
                 raise anyio.EndOfStream
             lines = self._framer.feed(data)
             if lines:
-                # Data was ready without waiting: yield once anyway, so a flood cannot
-                # starve handlers and consumers, without risking the lines just read.
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                if not waited:
+                    # Data was ready without waiting: yield once anyway, so a flood cannot
+                    # starve handlers and consumers, without risking the lines just read.
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
                 return lines
             await anyio.lowlevel.checkpoint()
+            waited = True
 
     # -- background: stderr and exit ----------------------------------------------------
 
