@@ -58,16 +58,24 @@ def hook_request(request_id: str, callback_id: str = "hook_0", **extra: Any) -> 
     return {"type": "control_request", "request_id": request_id, "request": request}
 
 
+def answer_request(frame: dict[str, Any]) -> bool:
+    """Answer one of the SDK's own control requests; False for any other frame."""
+    if frame["type"] != "control_request":
+        return False
+    request = frame["request"]
+    answer = INIT_ANSWER if request["subtype"] == "initialize" else {"echo": request}
+    success(frame["request_id"], answer)
+    return True
+
+
 def serve_until_eof(on_frame: Any = None) -> None:
     """The default CLI: answer our own control requests, echo user turns, exit on EOF."""
     while (frame := receive(timeout=30)) is not None:
         if on_frame is not None and on_frame(frame):
             continue
-        if frame["type"] == "control_request":
-            request = frame["request"]
-            answer = INIT_ANSWER if request["subtype"] == "initialize" else {"echo": request}
-            success(frame["request_id"], answer)
-        elif frame["type"] == "user":
+        if answer_request(frame):
+            continue
+        if frame["type"] == "user":
             write({"type": "assistant", "message": {"content": frame["message"]["content"]}})
             write({"type": "result", "subtype": "success", "is_error": False})
 
@@ -111,6 +119,8 @@ def hooks(count: str, cancel_every: str = "2", cancel_when: str = "after") -> No
         frame = receive(timeout=deadline - time.monotonic())
         if frame is None:
             break
+        if answer_request(frame):
+            continue
         if frame["type"] == "control_response":
             rid = frame["response"]["request_id"]
             counts[rid] = counts.get(rid, 0) + 1
@@ -124,6 +134,8 @@ def hooks(count: str, cancel_every: str = "2", cancel_when: str = "after") -> No
             break
         if frame is None:
             break
+        if answer_request(frame):
+            continue
         if frame["type"] == "control_response":
             rid = frame["response"]["request_id"]
             counts[rid] = counts.get(rid, 0) + 1
@@ -311,8 +323,9 @@ def env_dump(*_args: str) -> None:
 
 
 def main() -> None:
-    threading.Thread(target=_read_stdin, daemon=True).start()
     scenario = globals()[sys.argv[1]]
+    if scenario is not no_read:
+        threading.Thread(target=_read_stdin, daemon=True).start()
     scenario(*sys.argv[2:])
     sys.stdout.flush()
 

@@ -468,3 +468,26 @@ async def run_schedule(seed: int) -> None:
         assert set(answers) | cancelled == set(sent)
         assert all(v in ("answered", "timeout") for v in outcomes.values()), outcomes
     assert len(session._outgoing) == 0 and len(session._incoming) == 0
+
+
+async def test_fast_path_keeps_order_loses_nothing_and_keeps_backpressure() -> None:
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport, max_buffered_messages=1000) as session:
+        chunk = b"".join(b'{"type":"assistant","n":%d}\n' % i for i in range(3000))
+        await peer.write(chunk)  # one read, no control frame: queued as raw lines
+        await peer.write(b'{"type":"keep_alive"}\n[SandboxDebug] x\n{"type":"result","n":3000}\n')
+        with anyio.fail_after(5):
+            while not session._reader_paused:  # noqa: ASYNC110 - polling a flag, with a deadline
+                await anyio.sleep(0.001)
+        assert len(session._buffer) <= 1000 + 3000  # at most one read past the mark
+        first = []
+        async for message in session.messages():
+            first.append(message["n"])
+            if len(first) == 100:  # break in the middle of a decoded run
+                break
+        rest = []
+        async for message in session.messages():
+            rest.append(message["n"])
+            if message["type"] == "result":
+                break
+    assert first + rest == list(range(3001))
