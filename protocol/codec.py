@@ -80,7 +80,7 @@ _batch_decoder = msgspec.json.Decoder(list[Any])
 
 def may_hold_control(lines: list[bytes]) -> bool:
     """False only if no line can be a control frame (a byte search, no decoding)."""
-    blob = b"\n".join(lines)
+    blob = lines[0] if len(lines) == 1 else b"\n".join(lines)  # no copy of a lone big line
     return b"control_" in blob or b"keep_alive" in blob
 
 
@@ -91,15 +91,9 @@ def decode_lines(lines: list[bytes]) -> list[Frame]:
     taken only when that yields exactly one object per line, so a noisy batch falls back
     to line-by-line decoding with the same result.
     """
-    framed = lines.copy()
-    framed[0] = b"[" + framed[0]
-    framed[-1] = framed[-1] + b"]"
-    try:
-        batch = _batch_decoder.decode(b",".join(framed))
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        pass
-    else:
-        if len(batch) == len(lines) and all(type(f) is dict for f in batch):
+    if len(lines) > 1:
+        batch = _decode_batch(lines)
+        if batch is not None:
             return batch
     frames: list[Frame] = []
     append = frames.append
@@ -112,6 +106,20 @@ def decode_lines(lines: list[bytes]) -> list[Frame]:
         if frame is not None:
             append(frame)
     return frames
+
+
+def _decode_batch(lines: list[bytes]) -> list[Frame] | None:
+    """All lines as one JSON array, or None when that is not one object per line."""
+    framed = lines.copy()
+    framed[0] = b"[" + framed[0]
+    framed[-1] = framed[-1] + b"]"
+    try:
+        batch = _batch_decoder.decode(b",".join(framed))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    if len(batch) == len(lines) and all(type(f) is dict for f in batch):
+        return batch
+    return None
 
 
 def parse_control(kind: str, frame: Frame) -> ControlFrame | None:

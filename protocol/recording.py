@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 from ctlwire.transport import LineFramer, StderrCallback, Transport
+from ctlwire.transport._lifecycle import AsyncResource
 
 from .log import LogWriter
 
 
-class RecordingTransport:
+class RecordingTransport(AsyncResource):
     """Records lines in both directions, stderr, stdin EOF and the exit code.
 
     Wrap a transport that is not started yet; entering the recorder starts it::
@@ -40,19 +39,11 @@ class RecordingTransport:
         self.on_stderr: StderrCallback | None = inner.on_stderr
         inner.on_stderr = self._record_stderr
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
+        """Start the wrapped transport (if it has a start step)."""
         start = getattr(self._inner, "start", None)
         if start is not None:
             await start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _record_stderr(self, line: str) -> None:
         self.writer.stderr(line)

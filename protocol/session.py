@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -14,6 +13,7 @@ import anyio.lowlevel
 
 from ctlwire.transport import ProcessExited, Transport, TransportError
 from ctlwire.transport._detached import DetachedTask
+from ctlwire.transport._lifecycle import AsyncResource
 
 from .codec import (
     CONTROL_REQUEST,
@@ -46,7 +46,7 @@ DECODE_RUN = 64
 EXIT_AFTER_EOF_TIMEOUT = 1.0
 
 
-class ControlSession:
+class ControlSession(AsyncResource):
     """Speaks the control protocol over a transport.
 
     ``handlers`` maps a CLI request subtype to ``async (request, ctx) -> dict``;
@@ -85,18 +85,6 @@ class ControlSession:
         self._failure: BaseException | None = None
 
     # -- life cycle -------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         """Start reading. The reader lives in a task of its own, so any task may close."""

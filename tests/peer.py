@@ -87,6 +87,20 @@ def echo() -> None:
     serve_until_eof()
 
 
+def count_answers(counts: dict[str, int], deadline: float, done: Any) -> None:
+    """Count control_responses per id until ``done()`` or the deadline (or EOF)."""
+    while not done() and time.monotonic() < deadline:
+        try:
+            frame = receive(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return
+        if frame is None:
+            return
+        if not answer_request(frame) and frame["type"] == "control_response":
+            rid = frame["response"]["request_id"]
+            counts[rid] = counts.get(rid, 0) + 1
+
+
 def hooks(count: str, cancel_every: str = "2", cancel_when: str = "after") -> None:
     """Send COUNT hook callbacks; cancel every Nth, before or after sending it; report."""
     n, every = int(count), int(cancel_every)
@@ -113,32 +127,13 @@ def hooks(count: str, cancel_every: str = "2", cancel_when: str = "after") -> No
     raw(b'{"type": "control_cancel_request", "request_id": "no-such-id"}\n')
     counts: dict[str, int] = {}
     expected = n - len(cancelled)
-    deadline = time.monotonic() + 20
-    answered_others = 0
-    while answered_others < expected and time.monotonic() < deadline:
-        frame = receive(timeout=deadline - time.monotonic())
-        if frame is None:
-            break
-        if answer_request(frame):
-            continue
-        if frame["type"] == "control_response":
-            rid = frame["response"]["request_id"]
-            counts[rid] = counts.get(rid, 0) + 1
-            answered_others += rid not in cancelled
+
+    def answered_others() -> bool:
+        return sum(c for rid, c in counts.items() if rid not in cancelled) >= expected
+
+    count_answers(counts, time.monotonic() + 20, answered_others)
     # Give late (wrong) answers to cancelled ids a moment to show up.
-    end = time.monotonic() + 0.3
-    while time.monotonic() < end:
-        try:
-            frame = receive(timeout=max(0.0, end - time.monotonic()))
-        except queue.Empty:
-            break
-        if frame is None:
-            break
-        if answer_request(frame):
-            continue
-        if frame["type"] == "control_response":
-            rid = frame["response"]["request_id"]
-            counts[rid] = counts.get(rid, 0) + 1
+    count_answers(counts, time.monotonic() + 0.3, lambda: False)
     write({"type": "report", "counts": counts, "cancelled": sorted(cancelled)})
     serve_until_eof()
 

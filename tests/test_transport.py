@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -148,27 +147,46 @@ async def test_missing_executable_is_a_transport_error() -> None:
             pass
 
 
-def test_64_mib_line_with_128_mib_limit_in_bounded_memory() -> None:
+CHILD = """
+import anyio, sys
+sys.path.insert(0, {tests!r})
+from conftest import peer_argv
+from ctlwire.protocol import ControlSession
+from ctlwire.transport import SubprocessTransport
+
+def status(field):
+    # VmHWM is this image's own peak RSS; ru_maxrss would be inherited across fork + exec.
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+async def main(through_session):
+    base = status("VmRSS")
+    argv = peer_argv("big_line", "{size}")
+    async with SubprocessTransport(argv, max_line_bytes=128 << 20) as t:
+        if through_session:
+            async with ControlSession(t) as session:
+                async for frame in session.messages():
+                    assert len(frame["pad"]) > {size} - 100
+                    del frame
+                    break
+        else:
+            (line,) = await t.receive_lines()
+            assert len(line) == {size}, len(line)
+            del line
+    print(base, status("VmHWM"))
+anyio.run(main, sys.argv[2] == "session", backend=sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("layer", ["transport", "session"])
+def test_64_mib_line_with_128_mib_limit_in_bounded_memory(layer: str) -> None:
     """Run in a fresh interpreter so that peak RSS belongs to this transfer alone."""
     size = 64 << 20
-    code = f"""
-import anyio, resource, sys
-sys.path.insert(0, {os.path.dirname(__file__)!r})
-from conftest import peer_argv
-from ctlwire.transport import SubprocessTransport
-async def main():
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    async with SubprocessTransport(peer_argv("big_line", "{size}"), max_line_bytes=128 << 20) as t:
-        (line,) = await t.receive_lines()
-        assert len(line) == {size}, len(line)
-        del line
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(base, peak)
-anyio.run(main, backend=sys.argv[1])
-"""
+    code = CHILD.format(tests=os.path.dirname(__file__), size=size)
     for backend in ("asyncio", "trio"):
         out = subprocess.run(
-            [sys.executable, "-c", code, backend],
+            [sys.executable, "-c", code, backend, layer],
             check=False,
             capture_output=True,
             text=True,
@@ -176,7 +194,6 @@ anyio.run(main, backend=sys.argv[1])
         )
         assert out.returncode == 0, out.stderr
         base, peak = map(int, out.stdout.split())
-        grown = (peak - base) * 1024
-        print(f"{backend}: 64 MiB line, RSS grew {grown / 2**20:.0f} MiB")
+        grown = peak - base
+        print(f"{backend} {layer}: 64 MiB line, RSS grew {grown / 2**20:.0f} MiB")
         assert grown < 3 * size, f"{backend}: peak RSS grew {grown} bytes for a {size}-byte line"
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss > 0

@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from ._lifecycle import AsyncResource
 from .base import StderrCallback
 from .errors import ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
@@ -18,7 +19,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-class MemoryTransport:
+class MemoryTransport(AsyncResource):
     """The SDK side: the same interface as `SubprocessTransport`, no process behind it."""
 
     def __init__(
@@ -33,11 +34,8 @@ class MemoryTransport:
         self._stderr = StderrLines()
         self._input_closed = False
 
-    async def __aenter__(self) -> MemoryTransport:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    async def start(self) -> None:
+        """Nothing to start: the peer is already there."""
 
     async def send(self, data: bytes | bytearray) -> None:
         if self._input_closed:

@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Self
 
 import anyio
 import anyio.lowlevel
 
 from ._detached import DetachedTask
+from ._lifecycle import AsyncResource
 from .base import StderrCallback
 from .errors import ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
@@ -30,7 +29,7 @@ PIPE_SIZE = 1 << 20
 ORPHANED_PIPE_GRACE = 0.5
 
 
-class SubprocessTransport:
+class SubprocessTransport(AsyncResource):
     """Runs ``argv`` (never through a shell) in its own process group and frames its stdout.
 
     Use as an async context manager. stderr is read concurrently into lines, passed to
@@ -80,18 +79,6 @@ class SubprocessTransport:
         self._background = DetachedTask(self._watch, name=f"ctlwire stderr/exit {self.argv[0]}")
 
     # -- life cycle -------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def start(self) -> None:
         """Spawn the child. Raises `TransportError` if it cannot be started."""
