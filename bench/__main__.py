@@ -204,18 +204,27 @@ def child_measure(cli: str, mode: str, n: int, backend: str) -> dict[str, float]
     """A fresh interpreter runs one ctlwire transfer; returns seconds and RSS figures."""
     root = str(Path(__file__).parents[1])
     code = f"""
-import json, resource, sys, anyio
+import json, sys, anyio
 sys.path.insert(0, {root!r})
-from bench.__main__ import ctlwire_run
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from bench.__main__ import ctlwire_run, proc_status
+base = proc_status("VmRSS")
 seconds = anyio.run(ctlwire_run, {cli!r}, {mode!r}, {n}, backend={backend!r})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"seconds": seconds, "rss_growth": (peak - base) * 1024, "rss": peak * 1024}}))
+peak = proc_status("VmHWM")
+print(json.dumps({{"seconds": seconds, "rss_growth": peak - base, "rss": peak}}))
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     return dict(json.loads(out.stdout))
+
+
+def proc_status(field: str) -> int:
+    """A size from /proc/self/status, in bytes. VmHWM is this image's own peak RSS;
+    ru_maxrss is not, since Linux carries it across fork and exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
 
 
 def import_time(module: str, rounds: int) -> float:
