@@ -78,9 +78,16 @@ def decode_line(line: bytes) -> Frame | None:
 _batch_decoder = msgspec.json.Decoder(list[Any])
 
 
+# Batches up to this size are joined for one search / one decode; past it (a read that
+# ends a huge line) each line is handled alone, so a big line is never copied again.
+BATCH_BYTES = 1 << 20
+
+
 def may_hold_control(lines: list[bytes]) -> bool:
     """False only if no line can be a control frame (a byte search, no decoding)."""
-    blob = lines[0] if len(lines) == 1 else b"\n".join(lines)  # no copy of a lone big line
+    if len(lines) == 1 or sum(map(len, lines)) > BATCH_BYTES:
+        return any(b"control_" in line or b"keep_alive" in line for line in lines)
+    blob = b"\n".join(lines)
     return b"control_" in blob or b"keep_alive" in blob
 
 
@@ -91,7 +98,7 @@ def decode_lines(lines: list[bytes]) -> list[Frame]:
     taken only when that yields exactly one object per line, so a noisy batch falls back
     to line-by-line decoding with the same result.
     """
-    if len(lines) > 1:
+    if len(lines) > 1 and sum(map(len, lines)) <= BATCH_BYTES:
         batch = _decode_batch(lines)
         if batch is not None:
             return batch

@@ -153,3 +153,12 @@ def test_random_frames_round_trip_or_fail_typed(frame: dict[str, object], kind: 
 def test_random_bytes_never_raise_untyped(data: bytes) -> None:
     with contextlib.suppress(FrameDecodeError):
         decode_line(b"{" + data)
+
+
+def test_big_lines_are_never_joined_with_their_neighbours() -> None:
+    big = b'{"type":"assistant","pad":"' + b"x" * (2 << 20) + b'"}'
+    lines = [big, b'{"type":"result"}']
+    assert not may_hold_control(lines)
+    frames = decode_lines(lines)
+    assert [f["type"] for f in frames] == ["assistant", "result"]
+    assert may_hold_control([big, b'{"type":"control_request"}'])
