@@ -30,7 +30,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	rm -rf build/typecheck
 	$(BIN)/python -m pip install -q --no-deps --no-compile --target build/typecheck .
-	cd build/typecheck && ../../$(BIN)/mypy --strict --no-incremental \
+	cd build/typecheck && MYPYPATH=. ../../$(BIN)/mypy --strict --no-incremental \
 		-p ctlwire.transport -p ctlwire.protocol -p ctlwire.fixtures
 
 pytest: $(STAMP)

@@ -12,6 +12,9 @@ from .codec import (
 from .context import RequestContext
 from .errors import ControlError, FrameDecodeError, MalformedFrame, SessionClosed
 from .hooks import HookCallback, HookMatcher
+from .log import LogFormatError, LogHeader, LogWriter, Record, SessionLog, read_log
+from .recording import RecordingTransport
+from .replay import ReplayResult, replay_log
 from .session import ControlSession, Handler
 
 __all__ = [
@@ -26,9 +29,18 @@ __all__ = [
     "Handler",
     "HookCallback",
     "HookMatcher",
+    "LogFormatError",
+    "LogHeader",
+    "LogWriter",
     "MalformedFrame",
+    "Record",
+    "RecordingTransport",
+    "ReplayResult",
     "RequestContext",
     "SessionClosed",
+    "SessionLog",
     "decode_line",
     "encode_frame",
+    "read_log",
+    "replay_log",
 ]

@@ -247,7 +247,7 @@ class _RecordedError(Exception):
 
 
 def _same_hooks(session: ControlSession, request: dict[str, Any]) -> bool:
-    return (request.get("hooks") or None) == (session._hooks.wire or None)
+    return (request.get("hooks") or None) == (session.hook_config or None)
 
 
 async def replay_log(log: SessionLog, argv: Sequence[str], timeout: float = 30.0) -> ReplayResult:

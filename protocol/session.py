@@ -127,6 +127,11 @@ class ControlSession(AsyncResource):
     def transport(self) -> Transport:
         return self._transport
 
+    @property
+    def hook_config(self) -> dict[str, list[dict[str, Any]]]:
+        """The hook registrations as ``initialize`` sends them."""
+        return self._hooks.wire
+
     # -- what the SDK sends -------------------------------------------------------------
 
     async def initialize(self, timeout: float | None = 60.0, **fields: Any) -> dict[str, Any]:
@@ -174,10 +179,14 @@ class ControlSession(AsyncResource):
         while True:
             if buffer:
                 item = buffer.popleft()
-                if type(item) is bytes:  # raw lines: decode a short run of them now
+                if isinstance(item, bytes):  # raw lines: decode a short run of them now
                     run = [item]
-                    while buffer and len(run) < DECODE_RUN and type(buffer[0]) is bytes:
-                        run.append(buffer.popleft())
+                    while buffer and len(run) < DECODE_RUN:
+                        following = buffer[0]
+                        if not isinstance(following, bytes):
+                            break
+                        run.append(following)
+                        buffer.popleft()
                     buffer.extendleft(reversed(decode_lines(run)))
                     continue
                 if self._reader_paused and len(buffer) <= self._low_water():
