@@ -9,7 +9,7 @@ the recorded answer, and one the log shows cancelled is left to be cancelled.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,8 @@ class _Plan:
     request_index: dict[str, int] = field(default_factory=dict)  # CLI id -> record index
     response_index: dict[str, int] = field(default_factory=dict)  # SDK id -> record index
     messages: list[int] = field(default_factory=list)  # record indexes of messages
+    initialize: dict[str, Any] = field(default_factory=dict)  # our initialize request
+    cli_subtypes: set[str] = field(default_factory=set)  # subtypes the CLI asks for
     exit_code: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,6 +74,7 @@ class _Plan:
             if record.src == "cli":
                 if kind == "control_request":
                     self.request_index[frame["request_id"]] = index
+                    self.cli_subtypes.add(str(frame["request"].get("subtype")))
                 elif kind == "control_response":
                     self.response_index.setdefault(frame["response"]["request_id"], index)
                 elif kind == "control_cancel_request":
@@ -83,6 +86,12 @@ class _Plan:
                 rid = frame["response"]["request_id"]
                 if rid not in self.cancelled:
                     self.answers.setdefault(rid, record)
+            elif (
+                kind == "control_request"
+                and not self.initialize
+                and frame["request"].get("subtype") == "initialize"
+            ):
+                self.initialize = frame["request"]
 
     def inconsistencies(self) -> list[str]:
         """What no real session can produce, found in the log alone: a CLI request left
@@ -132,13 +141,27 @@ class _Replayer:
         self.failures.append(text)
 
     async def answer(self, request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        return await self._answer_from_log(ctx, lambda recorded: recorded == request)
+
+    async def hook(self, inp: dict[str, Any], tool_use_id: str | None, ctx: RequestContext) -> Any:
+        return await self._answer_from_log(
+            ctx,
+            lambda recorded: (
+                (recorded.get("input") or {}) == inp and recorded.get("tool_use_id") == tool_use_id
+            ),
+        )
+
+    async def _answer_from_log(
+        self, ctx: RequestContext, arrived_as_recorded: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """Answer the CLI's request as the log did; check it arrived as recorded."""
         index = self.plan.request_index.get(ctx.request_id)
         if index is None:
             self.fail(f"the CLI sent request {ctx.request_id}, which is not in the log")
             raise LookupError(f"unexpected request {ctx.request_id}")
         self.seen[index].set()
         recorded = self.log.records[index].frame or {}
-        if recorded.get("request") != request:
+        if not arrived_as_recorded(recorded.get("request") or {}):
             self.fail(f"{self.where(index)}: the CLI's request arrived changed")
         answer = self.plan.answers.get(ctx.request_id)
         if answer is None:  # cancelled (or never answered) in the log: wait to be cancelled
@@ -149,11 +172,6 @@ class _Replayer:
             raise _RecordedError(body.get("error", ""))
         result: dict[str, Any] = body.get("response") or {}
         return result
-
-    async def hook(self, inp: dict[str, Any], tool_use_id: str | None, ctx: RequestContext) -> Any:
-        index = self.plan.request_index.get(ctx.request_id)
-        request = (self.log.records[index].frame or {}).get("request", {}) if index else {}
-        return await self.answer(request, ctx)
 
     def hooks(self, init: dict[str, Any]) -> dict[str, list[HookMatcher]]:
         config = init.get("hooks") or {}
@@ -255,29 +273,16 @@ async def replay_log(log: SessionLog, argv: Sequence[str], timeout: float = 30.0
     started = time.monotonic()
     replayer = _Replayer(log, timeout)
     replayer.failures += replayer.plan.inconsistencies()
-    init: dict[str, Any] = next(
-        (
-            r.frame["request"]
-            for r in log.records
-            if r.src == "sdk"
-            and r.frame
-            and r.frame.get("type") == "control_request"
-            and r.frame["request"].get("subtype") == "initialize"
-        ),
-        {},
-    )
-    subtypes = {
-        (r.frame.get("request") or {}).get("subtype")
-        for r in log.records
-        if r.src == "cli" and r.frame and r.frame.get("type") == "control_request"
-    }
-    handlers = {s: replayer.answer for s in subtypes if isinstance(s, str) and s != "hook_callback"}
+    plan = replayer.plan
+    handlers = {s: replayer.answer for s in plan.cli_subtypes if s != "hook_callback"}
     transport = SubprocessTransport(list(argv), close_timeout=5.0)
     try:
         with anyio.fail_after(timeout):
             async with (
                 transport,
-                ControlSession(transport, handlers=handlers, hooks=replayer.hooks(init)) as session,
+                ControlSession(
+                    transport, handlers=handlers, hooks=replayer.hooks(plan.initialize)
+                ) as session,
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(replayer.consume, session)

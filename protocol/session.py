@@ -325,14 +325,15 @@ class ControlSession(AsyncResource):
         # either came first (finish() refuses) or comes after the answer was decided.
         if line is None or not self._incoming.finish(context.request_id, context):
             return
-        try:
-            await self._transport.send(line)
-        except TransportError as exc:
-            logger.debug("could not answer %s: %s", context.request_id, exc)
+        await self._send_answer(context.request_id, line)
 
     async def _answer_error(self, request_id: str, message: str) -> None:
+        await self._send_answer(request_id, encode_frame(error_frame(request_id, message)))
+
+    async def _send_answer(self, request_id: str, line: bytearray) -> None:
+        """Write an answer; a CLI that is gone cannot take it, which is no one's error."""
         try:
-            await self._write(error_frame(request_id, message))
+            await self._transport.send(line)
         except TransportError as exc:
             logger.debug("could not answer %s: %s", request_id, exc)
 
