@@ -75,7 +75,8 @@ def decode_line(line: bytes) -> Frame | None:
     return frame
 
 
-_batch_decoder = msgspec.json.Decoder(list[Any])
+# Typed as a list of objects, so msgspec itself checks that each line was an object.
+_batch_decoder = msgspec.json.Decoder(list[dict[str, Any]])
 
 
 # Batches up to this size are joined for one search / one decode; past it (a read that
@@ -84,11 +85,15 @@ BATCH_BYTES = 1 << 20
 
 
 def may_hold_control(lines: list[bytes]) -> bool:
-    """False only if no line can be a control frame (a byte search, no decoding)."""
-    if len(lines) == 1 or sum(map(len, lines)) > BATCH_BYTES:
-        return any(b"control_" in line or b"keep_alive" in line for line in lines)
-    blob = b"\n".join(lines)
-    return b"control_" in blob or b"keep_alive" in blob
+    """False only if no line can be a control frame that needs routing (a byte search,
+    no decoding). ``keep_alive`` frames need none: whoever decodes them drops them.
+
+    ``lines`` come from one read, so only the first (which may complete a line held from
+    earlier reads) can be huge; then the lines are searched one by one, never joined.
+    """
+    if len(lines) == 1 or len(lines[0]) > BATCH_BYTES:
+        return any(b"control_" in line for line in lines)
+    return b"control_" in b"\n".join(lines)
 
 
 def decode_lines(lines: list[bytes]) -> list[Frame]:
@@ -124,9 +129,7 @@ def _decode_batch(lines: list[bytes]) -> list[Frame] | None:
         batch = _batch_decoder.decode(b",".join(framed))
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
-    if len(batch) == len(lines) and all(type(f) is dict for f in batch):
-        return batch
-    return None
+    return batch if len(batch) == len(lines) else None
 
 
 def parse_control(kind: str, frame: Frame) -> ControlFrame | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import anyio
 
@@ -14,13 +15,13 @@ class RequestContext:
     it is safe to read from a worker thread, which anyio cannot cancel.
     """
 
-    __slots__ = ("_event", "_flag", "_scope", "_thread_event", "request_id", "subtype")
+    __slots__ = ("_event", "_flag", "_stop_task", "_thread_event", "request_id", "subtype")
 
     def __init__(self, request_id: str, subtype: str) -> None:
         self.request_id = request_id
         self.subtype = subtype
         self._flag = False  # a plain bool: reading it from another thread is safe
-        self._scope = anyio.CancelScope()
+        self._stop_task: Callable[[], object] | None = None  # cancels the handler's task
         self._event: anyio.Event | None = None
         self._thread_event: threading.Event | None = None  # made on first blocking wait
 
@@ -51,7 +52,8 @@ class RequestContext:
 
     def _cancel(self) -> None:
         self._flag = True
-        self._scope.cancel()
+        if self._stop_task is not None:
+            self._stop_task()
         if self._thread_event is not None:
             self._thread_event.set()
         if self._event is not None:

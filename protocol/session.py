@@ -8,16 +8,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 
 from ctlwire.transport import ProcessExited, Transport, TransportError
-from ctlwire.transport._detached import DetachedTask
+from ctlwire.transport._backend import DetachedTask, TaskPool
 from ctlwire.transport._lifecycle import AsyncResource
 
 from .codec import (
     CONTROL_REQUEST,
     CONTROL_TYPES,
+    KEEP_ALIVE,
     ControlCancel,
     ControlRequest,
     ControlResponse,
@@ -73,12 +73,16 @@ class ControlSession(AsyncResource):
         self._close_timeout = close_timeout
         self._outgoing = OutgoingRequests()
         self._incoming: IncomingRequests[RequestContext] = IncomingRequests()
-        # Messages in order: decoded frames, or raw lines not decoded yet.
+        # Messages in order: decoded frames, or raw lines not decoded yet; messages()
+        # decodes raw lines a run at a time and hands the run out before the buffer.
         self._buffer: deque[Frame | bytes] = deque()
+        self._decoded: list[Frame] = []
+        self._decoded_at = 0
         self._data_ready = anyio.Event()
         self._room = anyio.Event()
         self._reader_paused = False
         self._supervisor = DetachedTask(self._run, name="ctlwire session")
+        self._tasks = TaskPool(_HANDLER_TASK)
         self._started = False
         self._closing = False
         self._ended: SessionClosed | None = None
@@ -177,21 +181,25 @@ class ControlSession(AsyncResource):
         `SessionClosed` (after the buffered frames) if the session ended in failure."""
         buffer = self._buffer
         while True:
-            if buffer:
+            run, at = self._decoded, self._decoded_at
+            if at < len(run):
+                # The position lives on the session: a consumer that stops part-way through
+                # a run leaves the rest, in order, to the next one.
+                self._decoded_at = at + 1
+                frame = run[at]
+                if frame.get("type") != KEEP_ALIVE:  # (it skipped the reader's routing)
+                    yield frame
+            elif buffer:
                 item = buffer.popleft()
                 if isinstance(item, bytes):  # raw lines: decode a short run of them now
-                    run = [item]
-                    while buffer and len(run) < DECODE_RUN:
-                        following = buffer[0]
-                        if not isinstance(following, bytes):
-                            break
-                        run.append(following)
-                        buffer.popleft()
-                    buffer.extendleft(reversed(decode_lines(run)))
-                    continue
+                    raw = [item]
+                    while buffer and len(raw) < DECODE_RUN and isinstance(buffer[0], bytes):
+                        raw.append(buffer.popleft())
+                    self._decoded, self._decoded_at = decode_lines(raw), 0
                 if self._reader_paused and len(buffer) <= self._low_water():
                     self._resume_reader()
-                yield item
+                if not isinstance(item, bytes):
+                    yield item
             elif self._ended is not None:
                 if self._failure is not None:
                     raise SessionClosed(self._ended.reason, self._failure)
@@ -214,20 +222,21 @@ class ControlSession(AsyncResource):
         ended = SessionClosed("the session was closed")
         failure: BaseException | None = None
         try:
-            async with anyio.create_task_group() as tg:
-                try:
-                    await self._read(tg)
-                except anyio.EndOfStream:
-                    ended, failure = await self._why_output_ended()
-                except TransportError as exc:
-                    ended, failure = SessionClosed("the transport failed", exc), exc
-                # The CLI is gone: nobody wants the answers.
-                self._incoming.cancel_all()
-                tg.cancel_scope.cancel()
+            try:
+                await self._read()
+            except anyio.EndOfStream:
+                ended, failure = await self._why_output_ended()
+            except TransportError as exc:
+                ended, failure = SessionClosed("the transport failed", exc), exc
         except Exception as exc:
             logger.exception("session reader failed")
             ended, failure = SessionClosed("the session reader failed", exc), exc
         finally:
+            # The CLI is gone or we are closing: nobody wants the answers.
+            self._incoming.cancel_all()
+            self._tasks.cancel_all()
+            with anyio.CancelScope(shield=True):
+                await self._tasks.wait()
             self._end(ended, failure)
 
     async def _why_output_ended(self) -> tuple[SessionClosed, BaseException | None]:
@@ -239,7 +248,7 @@ class ControlSession(AsyncResource):
         failure = ProcessExited(code, transport.stderr_tail, detail)
         return SessionClosed("the session ended", failure), failure
 
-    async def _read(self, tg: anyio.abc.TaskGroup) -> None:
+    async def _read(self) -> None:
         receive = self._transport.receive_lines
         buffer = self._buffer
         while True:
@@ -249,7 +258,7 @@ class ControlSession(AsyncResource):
                 for frame in decode_lines(lines):
                     kind = frame.get("type")
                     if kind in CONTROL_TYPES:
-                        self._route_control(kind, frame, tg)
+                        self._route_control(kind, frame)
                     else:
                         buffer.append(frame)
             else:
@@ -279,20 +288,20 @@ class ControlSession(AsyncResource):
             self._reader_paused = False
             self._room.set()
 
-    def _route_control(self, kind: str, frame: Frame, tg: anyio.abc.TaskGroup) -> None:
+    def _route_control(self, kind: str, frame: Frame) -> None:
         try:
             control = parse_control(kind, frame)
         except MalformedFrame as exc:
             logger.warning("malformed control frame: %s", exc)
             if kind == CONTROL_REQUEST and exc.request_id is not None:
-                tg.start_soon(self._answer_error, exc.request_id, str(exc))
+                self._tasks.start(self._answer_error, exc.request_id, str(exc))
             return
         if type(control) is ControlResponse:
             self._outgoing.resolve(control.response)
         elif type(control) is ControlRequest:
             context = RequestContext(control.request_id, control.subtype)
             if self._incoming.begin(control.request_id, context):
-                tg.start_soon(self._serve, control.request, context, name=_HANDLER_TASK)
+                context._stop_task = self._tasks.start(self._serve, control.request, context)
             else:
                 logger.warning(
                     "duplicate control_request id %s ignored while the first is in flight",
@@ -307,23 +316,19 @@ class ControlSession(AsyncResource):
         if context.cancelled:  # cancelled before it could start
             return
         handler = self._handlers.get(context.subtype)
-        line: bytearray | None = None
-        with context._scope:
-            try:
-                if handler is None:
-                    raise LookupError(f"no handler for control request {context.subtype!r}")
-                result = await handler(request, context)
-                if result is None:
-                    result = {}
-                line = encode_frame(success_frame(context.request_id, result))
-            except Exception as exc:
-                logger.warning(
-                    "%s handler for %s raised %r", context.subtype, context.request_id, exc
-                )
-                line = encode_frame(error_frame(context.request_id, str(exc) or repr(exc)))
+        try:
+            if handler is None:
+                raise LookupError(f"no handler for control request {context.subtype!r}")
+            result = await handler(request, context)
+            if result is None:
+                result = {}
+            line = encode_frame(success_frame(context.request_id, result))
+        except Exception as exc:
+            logger.warning("%s handler for %s raised %r", context.subtype, context.request_id, exc)
+            line = encode_frame(error_frame(context.request_id, str(exc) or repr(exc)))
         # Between here and the write there is no checkpoint, so a cancel read by the reader
         # either came first (finish() refuses) or comes after the answer was decided.
-        if line is None or not self._incoming.finish(context.request_id, context):
+        if not self._incoming.finish(context.request_id, context):
             return
         await self._send_answer(context.request_id, line)
 

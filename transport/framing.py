@@ -60,23 +60,29 @@ class LineFramer:
         return lines
 
     def _split(self, data: bytes, lines: list[bytes]) -> None:
-        if self._chunks:
+        held = self._chunks
+        if held:
             end = data.find(b"\n")
             if end < 0:
                 self._hold(data)
                 return
             self._check(self._pending + end)
-            self._chunks.append(data[:end])
-            self._flush_into(lines)
-            data = data[end + 1 :]
         parts = data.split(b"\n")
         tail = parts.pop()
         if parts:
-            if max(map(len, parts)) > self._limit:
+            carriage = b"\r" in data
+            if held:  # the first part completes the held line
+                held.append(parts[0])
+                parts[0] = b"".join(held)
+                held.clear()
+                self._pending = 0
+                carriage = carriage or parts[0].endswith(b"\r")
+            # Only a chunk longer than the limit can hold an over-long line past the first.
+            if len(data) > self._limit and max(map(len, parts)) > self._limit:
                 first_bad = next(i for i, p in enumerate(parts) if len(p) > self._limit)
                 lines.extend(filter(None, (p.removesuffix(b"\r") for p in parts[:first_bad])))
                 self._check(len(parts[first_bad]))
-            if b"\r" in data:
+            if carriage:
                 parts = [p[:-1] if p.endswith(b"\r") else p for p in parts]
             lines.extend(filter(None, parts))
         if tail:

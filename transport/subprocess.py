@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import anyio
 import anyio.lowlevel
 
-from ._detached import DetachedTask
+from ._backend import DetachedTask, ReadableWatch
 from ._lifecycle import AsyncResource
 from .base import StderrCallback
 from .errors import ProcessExited, TransportError
@@ -23,6 +23,9 @@ from .stderr import StderrLines
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 20
+# A read shorter than this means the CLI writes slower than we read (requests and
+# answers, not a flood): wait for readiness next time instead of failing a read first.
+SMALL_READ = 1 << 16
 PIPE_SIZE = 1 << 20
 # After the CLI exits, how long its stdout/stderr may stay open (held by a descendant
 # that inherited them) before we stop waiting for their EOF.
@@ -63,12 +66,14 @@ class SubprocessTransport(AsyncResource):
         self._popen: subprocess.Popen[bytes] | None = None
         self._stdin: int | None = None
         self._stdout: int | None = None
+        self._stdout_watch: ReadableWatch | None = None
         self._stderr_fd: int | None = None
         self._pidfd: int | None = None
         self._returncode: int | None = None
         self._reaped = False
         self._stdout_eof = False
         self._stdout_orphaned = False
+        self._stdout_drained = False  # the last read was short: wait before the next
         self._write_broken = False
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._exited = anyio.Event()
@@ -114,6 +119,7 @@ class SubprocessTransport(AsyncResource):
         for fd in (stdin_w, stdout_r, stderr_r):
             os.set_blocking(fd, False)
         self._stdin, self._stdout, self._stderr_fd = stdin_w, stdout_r, stderr_r
+        self._stdout_watch = ReadableWatch(stdout_r)
         if hasattr(os, "pidfd_open"):
             with contextlib.suppress(OSError):
                 self._pidfd = os.pidfd_open(self._popen.pid)
@@ -146,26 +152,52 @@ class SubprocessTransport(AsyncResource):
     # -- stdin ------------------------------------------------------------------------
 
     async def send(self, data: bytes | bytearray) -> None:
-        async with self._send_lock:
-            fd = self._stdin
-            if fd is None:
-                raise TransportError("cannot write: the CLI's stdin is already closed")
-            if self._write_broken:
-                raise TransportError(
-                    "cannot write: an earlier write was cancelled part-way through a line"
-                )
-            view = memoryview(data)
-            try:
-                while view:
-                    try:
-                        view = view[os.write(fd, view) :]
-                    except BlockingIOError:
-                        await self._wait_writable(fd, partial=len(view) < len(data))
-            except BrokenPipeError:
-                await self.wait_exit(1.0)
-                raise self.exit_error("cannot write to the CLI's stdin") from None
+        """Write whole lines. When no other write is part-way through and the pipe has
+        room, this writes at once without taking the lock (and without a checkpoint)."""
+        lock = self._send_lock
+        try:
+            if lock.locked():
+                async with lock:
+                    await self._write_all(memoryview(data), started=False)
+                return
+            # Nothing below awaits before the lock is held, so lines cannot interleave.
+            rest = self._write_available(memoryview(data))
+            if rest:
+                lock.acquire_nowait()
+                try:
+                    await self._write_all(rest, started=len(rest) < len(data))
+                finally:
+                    lock.release()
+        except BrokenPipeError:
+            await self.wait_exit(1.0)
+            raise self.exit_error("cannot write to the CLI's stdin") from None
 
-    async def _wait_writable(self, fd: int, partial: bool) -> None:
+    def _write_available(self, view: memoryview) -> memoryview:
+        """Write what the pipe takes now; return what is left."""
+        fd = self._stdin
+        if fd is None:
+            raise TransportError("cannot write: the CLI's stdin is already closed")
+        if self._write_broken:
+            raise TransportError(
+                "cannot write: an earlier write was cancelled part-way through a line"
+            )
+        try:
+            return view[os.write(fd, view) :]
+        except BlockingIOError:
+            return view
+
+    async def _write_all(self, view: memoryview, started: bool) -> None:
+        size = len(view)
+        while True:
+            view = self._write_available(view)
+            if not view:
+                return
+            await self._wait_writable(partial=started or len(view) < size)
+
+    async def _wait_writable(self, partial: bool) -> None:
+        fd = self._stdin
+        if fd is None:
+            raise TransportError("the CLI's stdin was closed while writing")
         try:
             await anyio.wait_writable(fd)
         except anyio.ClosedResourceError:
@@ -195,19 +227,23 @@ class SubprocessTransport(AsyncResource):
             fd = self._stdout
             if fd is None or self._stdout_eof:
                 raise anyio.EndOfStream
+            if self._stdout_drained and not self._stdout_orphaned:
+                assert self._stdout_watch is not None
+                try:
+                    await self._stdout_watch.wait()
+                except anyio.ClosedResourceError:
+                    if not self._stdout_orphaned:
+                        raise TransportError("the transport was closed") from None
+                waited = True
             try:
                 data = os.read(fd, READ_SIZE)
             except BlockingIOError:
-                if self._stdout_orphaned:
-                    data = b""
-                else:
-                    try:
-                        await anyio.wait_readable(fd)
-                    except anyio.ClosedResourceError:
-                        if not self._stdout_orphaned:
-                            raise TransportError("the transport was closed") from None
-                    waited = True
+                if not self._stdout_orphaned:
+                    self._stdout_drained = True
                     continue
+                data = b""
+            else:
+                self._stdout_drained = len(data) < SMALL_READ
             if not data:
                 self._stdout_eof = True
                 self._stdout_done.set()
@@ -235,9 +271,9 @@ class SubprocessTransport(AsyncResource):
                 await self._stdout_done.wait()
                 await self._stderr_done.wait()
             # A descendant still holds the pipes open: stop waiting for their EOF.
-            if not self._stdout_done.is_set() and self._stdout is not None:
+            if not self._stdout_done.is_set() and self._stdout_watch is not None:
                 self._stdout_orphaned = True
-                anyio.notify_closing(self._stdout)
+                self._stdout_watch.close()
             tg.cancel_scope.cancel()
 
     async def _read_stderr(self) -> None:
@@ -363,6 +399,8 @@ class SubprocessTransport(AsyncResource):
 
     def _close_fds(self) -> None:
         self._close_stdin()
+        if self._stdout_watch is not None:
+            self._stdout_watch.close()
         for name in ("_stdout", "_stderr_fd", "_pidfd"):
             fd = getattr(self, name)
             if fd is not None:
