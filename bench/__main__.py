@@ -10,6 +10,7 @@ processes, so that peak RSS belongs to the measured transfer alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,47 @@ def bare_run(cli: str, mode: str, n: int) -> float:
     return elapsed
 
 
+# -- where the processes run ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def one_cpu() -> Iterator[None]:
+    """Run this process, and the children it starts meanwhile, on one CPU.
+
+    A hook round trip wakes each process once. Across cores that is an inter-processor
+    wake-up, which on this kind of machine (a VM) costs more than either side's work, is
+    the same for every contender, and hides what the figure is about: the cost of the
+    round trip in the library. On one CPU a wake-up is a context switch.
+    """
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def pipe_ping_pong(n: int) -> float:
+    """Seconds per round trip of one byte between two processes blocked in read()."""
+    down_r, down_w = os.pipe()
+    up_r, up_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        for _ in range(n):
+            os.read(down_r, 1)
+            os.write(up_w, b"x")
+        os._exit(0)
+    started = time.perf_counter()
+    for _ in range(n):
+        os.write(down_w, b"x")
+        os.read(up_r, 1)
+    elapsed = time.perf_counter() - started
+    os.waitpid(pid, 0)
+    for fd in (down_r, down_w, up_r, up_w):
+        os.close(fd)
+    return elapsed / n
+
+
 # -- running ------------------------------------------------------------------------------
 
 
@@ -287,16 +329,22 @@ def main() -> None:
             rate["limit"],
             target=target,
         )
-    t = measure(contenders(cli, "hooks", args.hooks, "asyncio"), args.rounds)
-    rate = {k: args.hooks / v for k, v in t.items()}
-    row(
-        "hook round trips/s (asyncio)",
-        "trips/s",
-        rate["ctlwire"],
-        rate["reference"],
-        rate["limit"],
-        target=">=1.6x ref",
-    )
+    for backend, placement in (("asyncio", "one CPU"), ("trio", "one CPU"), ("asyncio", "free")):
+        with one_cpu() if placement == "one CPU" else contextlib.nullcontext():
+            t = measure(contenders(cli, "hooks", args.hooks, backend), args.rounds)
+        rate = {k: args.hooks / v for k, v in t.items()}
+        row(
+            f"hook round trips/s ({backend}, {placement})",
+            "trips/s",
+            rate["ctlwire"],
+            rate["reference"],
+            rate["limit"],
+            target=">=1.6x ref" if (backend, placement) == ("asyncio", "one CPU") else "",
+        )
+    for placement in ("free", "one CPU"):
+        with one_cpu() if placement == "one CPU" else contextlib.nullcontext():
+            seconds = statistics.median(pipe_ping_pong(20_000) for _ in range(args.rounds))
+        row(f"pipe ping-pong, blocking ({placement})", "us/trip", seconds * 1e6)
     big: dict[int, dict[str, float]] = {}
     for mib in args.big:
         big[mib] = child_measure(cli, "bigline", mib << 20, "asyncio")

@@ -193,8 +193,12 @@ class ControlSession(AsyncResource):
                 item = buffer.popleft()
                 if isinstance(item, bytes):  # raw lines: decode a short run of them now
                     raw = [item]
-                    while buffer and len(raw) < DECODE_RUN and isinstance(buffer[0], bytes):
-                        raw.append(buffer.popleft())
+                    while buffer and len(raw) < DECODE_RUN:
+                        following = buffer[0]
+                        if not isinstance(following, bytes):
+                            break
+                        raw.append(following)
+                        buffer.popleft()
                     self._decoded, self._decoded_at = decode_lines(raw), 0
                 if self._reader_paused and len(buffer) <= self._low_water():
                     self._resume_reader()

@@ -97,6 +97,33 @@ async def test_aclose_from_another_task_than_the_one_that_started() -> None:
     assert t.returncode == 0
 
 
+async def test_concurrent_writers_never_interleave_lines_bigger_than_the_pipe() -> None:
+    # Each line is several pipe buffers long, so writers wait part-way through lines
+    # while others queue behind them; small lines take the lock-free path in between.
+    code = (
+        "import sys\n"
+        "for line in sys.stdin.buffer:\n"
+        "    body = line.rstrip(b'\\n')\n"
+        "    print(len(body), sorted(set(body.decode())), flush=True)\n"
+    )
+    sizes = {"a": 300_000, "b": 5, "c": 200_000, "d": 7}
+    async with SubprocessTransport([sys.executable, "-c", code]) as t:
+
+        async def writer(char: str) -> None:
+            for _ in range(3):
+                await t.send(char.encode() * sizes[char] + b"\n")
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for char in sizes:
+                    tg.start_soon(writer, char)
+            await t.end_input()
+            lines = await read_all(t)
+    assert sorted(lines) == sorted(
+        f"{size} ['{char}']".encode() for char, size in sizes.items() for _ in range(3)
+    )
+
+
 async def test_write_to_a_dead_child_is_a_typed_error() -> None:
     code = "import sys; print('bye', file=sys.stderr); sys.exit(9)"
     async with SubprocessTransport([sys.executable, "-c", code]) as t:

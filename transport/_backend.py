@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 _running: set[object] = set()
 
 Cancel = Callable[[], object]
+Job = Callable[..., Coroutine[Any, Any, object]]
 
 
 def _trio_or_none() -> Any:
@@ -40,9 +41,7 @@ def _trio_or_none() -> Any:
 _UNKNOWN: Any = object()
 
 
-def _spawn(
-    fn: Callable[..., Awaitable[object]], args: tuple[Any, ...], name: str, trio: Any = _UNKNOWN
-) -> object:
+def _spawn(fn: Job, args: tuple[Any, ...], name: str, trio: Any = _UNKNOWN) -> object:
     """Start ``fn(*args)`` in a new task of the running backend, outside any task group,
     in a copy of the current context, and return the task. ``fn`` must let nothing but
     cancellation escape. On asyncio the caller must hold the task until it ends.
@@ -117,7 +116,7 @@ def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, Any]) ->
 class _Job:
     __slots__ = ("args", "cancelled", "context", "fn", "worker")
 
-    def __init__(self, fn: Callable[..., Awaitable[object]], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Job, args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
         self.context = contextvars.copy_context()
@@ -196,7 +195,7 @@ class TaskPool:
         """Jobs running or about to run."""
         return len(self._workers) - len(self._idle)
 
-    def start(self, fn: Callable[..., Awaitable[object]], *args: Any) -> Cancel:
+    def start(self, fn: Job, *args: Any) -> Cancel:
         """Run ``fn(*args)`` soon; return what cancels it (before or after it starts)."""
         job = _Job(fn, args)
         if self._idle:
@@ -252,7 +251,7 @@ class TaskPool:
 
     async def _run(self, job: _Job) -> None:
         try:
-            await _in_context(job.context, job.fn(*job.args))  # type: ignore[arg-type]
+            await _in_context(job.context, job.fn(*job.args))
         except Exception:
             # No task group collects these; a bug here must not pass in silence.
             logger.exception("%s task failed", self._name)
