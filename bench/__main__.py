@@ -234,8 +234,12 @@ def contenders(cli: str, mode: str, n: int, backend: str) -> dict[str, Callable[
 
 
 def measure(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+    """Median seconds per contender; one unmeasured run of each first (caches, pages,
+    lazily imported modules)."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
+    for run in runs.values():
+        run()
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
             times[name].append(runs[name]())

@@ -76,8 +76,7 @@ class ControlSession(AsyncResource):
         # Messages in order: decoded frames, or raw lines not decoded yet; messages()
         # decodes raw lines a run at a time and hands the run out before the buffer.
         self._buffer: deque[Frame | bytes] = deque()
-        self._decoded: list[Frame] = []
-        self._decoded_at = 0
+        self._decoded: deque[Frame] = deque()
         self._data_ready = anyio.Event()
         self._room = anyio.Event()
         self._reader_paused = False
@@ -179,14 +178,12 @@ class ControlSession(AsyncResource):
     async def messages(self) -> AsyncIterator[Frame]:
         """Every non-control frame, in order. Ends when the CLI's output ends; raises
         `SessionClosed` (after the buffered frames) if the session ended in failure."""
-        buffer = self._buffer
+        buffer, decoded = self._buffer, self._decoded
         while True:
-            run, at = self._decoded, self._decoded_at
-            if at < len(run):
-                # The position lives on the session: a consumer that stops part-way through
-                # a run leaves the rest, in order, to the next one.
-                self._decoded_at = at + 1
-                frame = run[at]
+            if decoded:
+                # The run lives on the session: a consumer that stops part-way through it
+                # leaves the rest, in order, to the next one.
+                frame = decoded.popleft()
                 if frame.get("type") != KEEP_ALIVE:  # (it skipped the reader's routing)
                     yield frame
             elif buffer:
@@ -199,7 +196,7 @@ class ControlSession(AsyncResource):
                             break
                         raw.append(following)
                         buffer.popleft()
-                    self._decoded, self._decoded_at = decode_lines(raw), 0
+                    decoded.extend(decode_lines(raw))
                 if self._reader_paused and len(buffer) <= self._low_water():
                     self._resume_reader()
                 if not isinstance(item, bytes):
