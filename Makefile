@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pip builds the package in build/lib, which setuptools only ever adds to: a module
+# renamed or deleted would live on in every later install without this.
+INSTALL := rm -rf build/lib build/bdist.* && $(BIN)/python -m pip install -q
 
 .PHONY: replay test lint typecheck pytest bench clean
 
@@ -11,12 +14,12 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q ".[test]"
+	$(INSTALL) ".[test]"
 	touch $(STAMP)
 
 # The main job: replay every session log that ships with the package.
 replay: $(BIN)/python
-	$(BIN)/python -m pip install -q .
+	$(INSTALL) .
 	$(BIN)/ctlwire replay
 
 # The whole test suite: lint, formatting, strict types, then pytest.
@@ -29,12 +32,12 @@ lint: $(STAMP)
 # mypy checks the package as installed (the source folders map onto ctlwire.*).
 typecheck: $(STAMP)
 	rm -rf build/typecheck
-	$(BIN)/python -m pip install -q --no-deps --no-compile --target build/typecheck .
+	$(INSTALL) --no-deps --no-compile --target build/typecheck .
 	cd build/typecheck && MYPYPATH=. ../../$(BIN)/mypy --strict --no-incremental \
 		-p ctlwire.transport -p ctlwire.protocol -p ctlwire.fixtures
 
 pytest: $(STAMP)
-	$(BIN)/python -m pip install -q --no-deps --force-reinstall .
+	$(INSTALL) --no-deps --force-reinstall .
 	$(BIN)/pytest
 
 bench: $(STAMP)
