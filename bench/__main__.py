@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,16 @@ def bench_env(mode: str, n: int) -> dict[str, str]:
     return {**os.environ, "BENCH_MODE": mode, "BENCH_N": str(n)}
 
 
+async def count_until_result(messages: AsyncIterator[dict[str, Any]]) -> int:
+    """What every contender's consumer does: count messages until the ``result``."""
+    count = 0
+    async for message in messages:
+        if message.get("type") == "result":
+            break
+        count += 1
+    return count
+
+
 # -- ctlwire ------------------------------------------------------------------------------
 
 
@@ -70,11 +80,7 @@ async def ctlwire_run(cli: str, mode: str, n: int) -> float:
         await session.initialize()
         started = time.perf_counter()
         await session.send(USER)
-        count = 0
-        async for message in session.messages():
-            if message.get("type") == "result":
-                break
-            count += 1
+        count = await count_until_result(session.messages())
         elapsed = time.perf_counter() - started
         await session.end_input()
     if mode == "flood":
@@ -112,11 +118,7 @@ async def reference_run(cli: str, mode: str, n: int) -> float:
         await query.initialize()
         started = time.perf_counter()
         await transport.write(json.dumps(USER) + "\n")
-        count = 0
-        async for message in query.receive_messages():
-            if message.get("type") == "result":
-                break
-            count += 1
+        count = await count_until_result(query.receive_messages())
         elapsed = time.perf_counter() - started
     finally:
         await query.close()

@@ -184,9 +184,9 @@ class TaskPool:
     def __init__(self, name: str, max_idle: int = 16) -> None:
         self._name = name
         self._max_idle = max_idle
-        self._workers: set[_Worker] = set()
+        # Each worker with its task: asyncio holds tasks only weakly.
+        self._workers: dict[_Worker, object] = {}
         self._idle: list[_Worker] = []
-        self._tasks: dict[_Worker, object] = {}  # asyncio holds tasks only weakly
         self._all_done: anyio.Event | None = None
         self._closing = False
         self._trio: Any = _UNKNOWN  # learnt at the first start: a pool serves one event loop
@@ -207,8 +207,7 @@ class TaskPool:
             if self._trio is _UNKNOWN:
                 self._trio = _trio_or_none()
             worker = _Worker(job)
-            self._workers.add(worker)
-            self._tasks[worker] = _spawn(self._work, (worker,), self._name, self._trio)
+            self._workers[worker] = _spawn(self._work, (worker,), self._name, self._trio)
         job.worker = worker
         return job.cancel
 
@@ -245,8 +244,7 @@ class TaskPool:
         finally:
             if worker in self._idle:
                 self._idle.remove(worker)
-            self._workers.discard(worker)
-            self._tasks.pop(worker, None)
+            del self._workers[worker]
             self._notify()
 
     async def _run(self, job: _Job) -> None:

@@ -73,9 +73,7 @@ class LineFramer:
             carriage = b"\r" in data
             if held:  # the first part completes the held line
                 held.append(parts[0])
-                parts[0] = b"".join(held)
-                held.clear()
-                self._pending = 0
+                parts[0] = self._take_held()
                 carriage = carriage or parts[0].endswith(b"\r")
             # Only a chunk longer than the limit can hold an over-long line past the first.
             if len(data) > self._limit and max(map(len, parts)) > self._limit:
@@ -92,23 +90,20 @@ class LineFramer:
         """Signal end of input; return the final line if it had no terminator."""
         if self._failed is not None:
             raise self._failed
-        lines: list[bytes] = []
-        self._flush_into(lines)
-        return lines
+        line = self._take_held().removesuffix(b"\r")
+        return [line] if line else []
 
     def _hold(self, data: bytes) -> None:
         self._check(self._pending + len(data))
         self._chunks.append(data)
         self._pending += len(data)
 
-    def _flush_into(self, lines: list[bytes]) -> None:
+    def _take_held(self) -> bytes:
+        """The held partial line, joined once; nothing is held after."""
         line = b"".join(self._chunks)
         self._chunks.clear()
         self._pending = 0
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if line:
-            lines.append(line)
+        return line
 
     def _check(self, size: int) -> None:
         if size > self._limit:
