@@ -55,6 +55,16 @@ class ControlCancel(msgspec.Struct, frozen=True):
 ControlFrame = ControlRequest | ControlResponse | ControlCancel
 
 
+def parse_object(line: bytes) -> Frame | None:
+    """The line as a JSON object, or None if it is anything else; never raises or logs.
+    For tools that keep what is not a frame as text (the log writer, the fake CLI)."""
+    try:
+        value = _decoder.decode(line)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None
+    return value if type(value) is dict else None
+
+
 def decode_line(line: bytes) -> Frame | None:
     """Decode one stdout line. None for a line that is not JSON (skipped, debug-logged).
 

@@ -14,6 +14,8 @@ from typing import IO, Any, Literal
 
 import msgspec
 
+from .codec import parse_object
+
 logger = logging.getLogger(__name__)
 
 LOG_VERSION = 1
@@ -73,7 +75,6 @@ class SessionLog(msgspec.Struct):
 
 
 _record_decoder = msgspec.json.Decoder(Record)
-_any_decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
@@ -239,15 +240,11 @@ class LogWriter:
 
     def stdout_line(self, src: Source, raw: bytes) -> None:
         """Record one line as written: a frame if it parses as a JSON object, else text."""
-        if raw[:1] == b"{":
-            try:
-                value = _any_decoder.decode(raw)
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                value = None
-            if isinstance(value, dict):
-                self.frame(src, value)
-                return
-        self.line(src, raw.decode("utf-8", errors="replace"))
+        frame = parse_object(raw) if raw[:1] == b"{" else None
+        if frame is not None:
+            self.frame(src, frame)
+        else:
+            self.line(src, raw.decode("utf-8", errors="replace"))
 
     def record(self, record: Record) -> None:
         self._write_line(_encoder.encode(record))

@@ -125,11 +125,11 @@ class _Plan:
 
 
 class _Replayer:
-    def __init__(self, log: SessionLog, timeout: float) -> None:
+    def __init__(self, log: SessionLog) -> None:
         self.log = log
         self.plan = _Plan(log)
-        self.timeout = timeout
         self.seen = [anyio.Event() for _ in log.records]
+        self.waited = 0  # every observable record before this index has been seen
         self.failures: list[str] = []
         self.end_error: BaseException | None = None
         self.ended = False
@@ -236,9 +236,10 @@ class _Replayer:
         self.seen[response_at].set()
 
     async def wait_for_observable_before(self, index: int) -> None:
-        for earlier in range(index):
+        for earlier in range(self.waited, index):
             if self.plan.observable(earlier):
                 await self.seen[earlier].wait()
+        self.waited = max(self.waited, index)
 
     async def drive(self, session: ControlSession, tg: anyio.abc.TaskGroup) -> None:
         for index, record in enumerate(self.log.records):
@@ -271,7 +272,7 @@ def _same_hooks(session: ControlSession, request: dict[str, Any]) -> bool:
 async def replay_log(log: SessionLog, argv: Sequence[str], timeout: float = 30.0) -> ReplayResult:
     """Replay one log against the fake CLI started with ``argv``."""
     started = time.monotonic()
-    replayer = _Replayer(log, timeout)
+    replayer = _Replayer(log)
     replayer.failures += replayer.plan.inconsistencies()
     plan = replayer.plan
     handlers = {s: replayer.answer for s in plan.cli_subtypes if s != "hook_callback"}
