@@ -116,8 +116,16 @@ def hooks(count: str, cancel_every: str = "2", cancel_when: str = "after") -> No
         else:
             batch += json.dumps(hook_request(rid)).encode() + b"\n"
     raw(bytes(batch))
+    counts: dict[str, int] = {}
+    expected = n - len(cancelled)
+
+    def answered_others() -> bool:
+        return sum(c for rid, c in counts.items() if rid not in cancelled) >= expected
+
     if cancel_when == "after":
-        time.sleep(0.05)  # let the handlers start; they block until cancelled
+        # Once every other request is answered, the SDK has read them all and the handlers
+        # of these (which block until cancelled) are running.
+        count_answers(counts, time.monotonic() + 20, answered_others)
         raw(
             b"".join(
                 json.dumps({"type": "control_cancel_request", "request_id": rid}).encode() + b"\n"
@@ -125,12 +133,6 @@ def hooks(count: str, cancel_every: str = "2", cancel_when: str = "after") -> No
             )
         )
     raw(b'{"type": "control_cancel_request", "request_id": "no-such-id"}\n')
-    counts: dict[str, int] = {}
-    expected = n - len(cancelled)
-
-    def answered_others() -> bool:
-        return sum(c for rid, c in counts.items() if rid not in cancelled) >= expected
-
     count_answers(counts, time.monotonic() + 20, answered_others)
     # Give late (wrong) answers to cancelled ids a moment to show up.
     count_answers(counts, time.monotonic() + 0.3, lambda: False)
