@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import peer_argv
+from helpers import peer_argv
 
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError

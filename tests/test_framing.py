@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REAL_SESSIONS, real_session_logs
+from helpers import real_session, real_session_logs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +57,7 @@ def test_recorded_sessions_byte_by_byte() -> None:
 @settings(max_examples=50)
 @given(st.data())
 def test_recorded_session_random_chunks(data: st.DataObject) -> None:
-    raw = (REAL_SESSIONS / "mcp_sdk.jsonl").read_bytes()
+    raw = real_session("mcp_sdk.jsonl").read_bytes()
     cuts = data.draw(st.lists(st.integers(0, len(raw)), max_size=200))
     assert feed_chunks(raw, cuts) == [line for line in raw.split(b"\n") if line]
 

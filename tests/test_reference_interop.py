@@ -23,11 +23,11 @@ from claude_agent_sdk import (
     create_sdk_mcp_server,
     tool,
 )
-from conftest import REAL_SESSIONS, real_session_logs
+from helpers import real_session, real_session_logs
 
 
 def recorded(name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (REAL_SESSIONS / name).read_text().splitlines()][1:]
+    return [json.loads(line) for line in real_session(name).read_text().splitlines()][1:]
 
 
 def cli_frames(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -74,7 +74,7 @@ async def _drive(log: str, fake: Any) -> None:
 
     options = ClaudeAgentOptions(
         # A hook timeout is only faithful with the recorded gap before the cancel.
-        cli_path=str(fake.executable(REAL_SESSIONS / log, loose=True, realtime=slow)),
+        cli_path=str(fake.executable(real_session(log), loose=True, realtime=slow)),
         hooks={
             "PreToolUse": [HookMatcher(None, [on_hook], timeout=2 if slow else None)],
             "PostToolUse": [HookMatcher(None, [on_hook])],

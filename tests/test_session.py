@@ -1,4 +1,4 @@
-"""ControlSession over the in-memory pair: every dispatcher rule of SPEC section 3."""
+"""ControlSession over the in-memory pair: every dispatcher rule, on both backends."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import peer_argv
+from helpers import peer_argv
 
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
 from ctlwire.transport import ProcessExited, SubprocessTransport

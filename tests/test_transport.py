@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from conftest import peer_argv
+from helpers import peer_argv
 
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError
 
@@ -177,7 +177,7 @@ async def test_missing_executable_is_a_transport_error() -> None:
 CHILD = """
 import anyio, sys
 sys.path.insert(0, {tests!r})
-from conftest import peer_argv
+from helpers import peer_argv
 from ctlwire.protocol import ControlSession
 from ctlwire.transport import SubprocessTransport
 

@@ -1,0 +1,33 @@
+"""What tests share besides fixtures: the test peer and the logs that ship in the repository."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).parent
+PEER = TESTS / "peer.py"
+SHIPPED_LOGS = TESTS.parent / "fixtures" / "logs"
+# The four sessions recorded by hand from the real CLI 2.1.330 (the others are made by
+# the end-to-end tests or by `ctlwire.fixtures.synthetic`).
+REAL_SESSION_NAMES = ("basic_write", "interrupt_tool", "mcp_sdk", "slow_hook")
+
+
+def real_session_logs() -> list[Path]:
+    """The hand-recorded real sessions shipped in ``fixtures/logs``; never empty."""
+    logs = [SHIPPED_LOGS / f"{name}.jsonl" for name in REAL_SESSION_NAMES]
+    missing = [str(p) for p in logs if not p.is_file()]
+    assert not missing, f"shipped real-session logs missing: {missing}"
+    return logs
+
+
+def real_session(name: str) -> Path:
+    """One shipped real-session log by file name (``slow_hook.jsonl``)."""
+    path = SHIPPED_LOGS / name
+    assert path.is_file(), f"no shipped log {path}"
+    return path
+
+
+def peer_argv(*args: str) -> list[str]:
+    """argv that runs the scriptable test peer with a scenario."""
+    return [sys.executable, str(PEER), *args]
