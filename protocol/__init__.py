@@ -1,6 +1,13 @@
 """Frames, the dispatcher, session logs and replay."""
 
-from .codec import (
+from .context import RequestContext
+from .errors import ControlError, FrameDecodeError, MalformedFrame, SessionClosed
+from .hooks import HookCallback, HookMatcher
+from .log import LogFormatError, LogHeader, LogWriter, Record, SessionLog, read_log
+from .recording import RecordingTransport
+from .replay import ReplayResult, replay_log
+from .session import ControlSession, Handler
+from .wire import (
     CONTROL_TYPES,
     ControlCancel,
     ControlRequest,
@@ -9,13 +16,6 @@ from .codec import (
     decode_line,
     encode_frame,
 )
-from .context import RequestContext
-from .errors import ControlError, FrameDecodeError, MalformedFrame, SessionClosed
-from .hooks import HookCallback, HookMatcher
-from .log import LogFormatError, LogHeader, LogWriter, Record, SessionLog, read_log
-from .recording import RecordingTransport
-from .replay import ReplayResult, replay_log
-from .session import ControlSession, Handler
 
 __all__ = [
     "CONTROL_TYPES",

@@ -14,7 +14,7 @@ from typing import IO, Any, Literal
 
 import msgspec
 
-from .codec import parse_object
+from .wire import parse_object
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import os
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from .codec import ResponseBody
 from .errors import ControlError
+from .wire import ResponseBody
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,11 @@ from ctlwire.transport import ProcessExited, Transport, TransportError
 from ctlwire.transport._backend import DetachedTask, TaskPool
 from ctlwire.transport._lifecycle import AsyncResource
 
-from .codec import (
+from .context import RequestContext
+from .errors import MalformedFrame, SessionClosed
+from .hooks import HookMatcher, HookRegistry
+from .pending import IncomingRequests, OutgoingRequests
+from .wire import (
     CONTROL_REQUEST,
     CONTROL_TYPES,
     KEEP_ALIVE,
@@ -30,10 +34,6 @@ from .codec import (
     request_frame,
     success_frame,
 )
-from .context import RequestContext
-from .errors import MalformedFrame, SessionClosed
-from .hooks import HookMatcher, HookRegistry
-from .pending import IncomingRequests, OutgoingRequests
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ctlwire.protocol import ControlRequest, FrameDecodeError, MalformedFrame, decode_line
-from ctlwire.protocol.codec import (
+from ctlwire.protocol.wire import (
     ControlCancel,
     ControlResponse,
     decode_lines,

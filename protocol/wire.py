@@ -1,4 +1,4 @@
-"""Frame codec: one msgspec decode per line, typed envelopes for control frames."""
+"""The wire: frame type names, frame builders, and encoding and decoding of JSON lines."""
 
 from __future__ import annotations
 
