@@ -1,46 +1,58 @@
-"""Frames, the dispatcher, session logs and replay."""
+"""The control protocol: the dispatcher SDK authors embed, and its sans-IO core.
+
+``ControlSession`` runs a session over any `ctlwire.transport.Transport`: it serves the
+CLI's requests with your handlers and hook callbacks, sends your own requests, and
+hands every other frame to ``messages()``. ``ControlProtocol`` is the rules alone, with
+no I/O, for whoever wants to drive them differently. Frame names and builders for tools
+live in ``ctlwire.protocol.wire``.
+
+May import: ``ctlwire.transport`` (its public face only), anyio, msgspec.
+"""
 
 from .context import RequestContext
-from .errors import ControlError, FrameDecodeError, MalformedFrame, SessionClosed
-from .hooks import HookCallback, HookMatcher
-from .log import LogFormatError, LogHeader, LogWriter, Record, SessionLog, read_log
-from .recording import RecordingTransport
-from .replay import ReplayResult, replay_log
-from .session import ControlSession, Handler
-from .wire import (
-    CONTROL_TYPES,
-    ControlCancel,
-    ControlRequest,
-    ControlResponse,
-    Frame,
-    decode_line,
-    encode_frame,
+from .core import (
+    ControlProtocol,
+    Event,
+    Messages,
+    RequestCancelled,
+    RequestReceived,
+    RequestRejected,
+    ResponseReceived,
 )
+from .errors import (
+    ControlError,
+    FrameDecodeError,
+    MalformedAnswer,
+    MalformedFrame,
+    ProtocolError,
+    SessionClosed,
+)
+from .hooks import HookCallback, HookMatcher
+from .requests import Answer, IncomingRequest, Outcome, OutgoingRequest, Stage
+from .session import ControlSession, Handler
 
 __all__ = [
-    "CONTROL_TYPES",
-    "ControlCancel",
+    "Answer",
     "ControlError",
-    "ControlRequest",
-    "ControlResponse",
+    "ControlProtocol",
     "ControlSession",
-    "Frame",
+    "Event",
     "FrameDecodeError",
     "Handler",
     "HookCallback",
     "HookMatcher",
-    "LogFormatError",
-    "LogHeader",
-    "LogWriter",
+    "IncomingRequest",
+    "MalformedAnswer",
     "MalformedFrame",
-    "Record",
-    "RecordingTransport",
-    "ReplayResult",
+    "Messages",
+    "Outcome",
+    "OutgoingRequest",
+    "ProtocolError",
+    "RequestCancelled",
     "RequestContext",
+    "RequestReceived",
+    "RequestRejected",
+    "ResponseReceived",
     "SessionClosed",
-    "SessionLog",
-    "decode_line",
-    "encode_frame",
-    "read_log",
-    "replay_log",
+    "Stage",
 ]

@@ -1,10 +1,12 @@
-"""Typed errors of the protocol layer."""
+"""Typed errors of the protocol layer; every one derives from `ctlwire.CtlwireError`."""
 
 from __future__ import annotations
 
+from ctlwire.transport import CtlwireError
 
-class ControlError(Exception):
-    """The peer answered a control request with an error response."""
+
+class ControlError(CtlwireError):
+    """The CLI answered one of our control requests with an error response."""
 
     def __init__(self, message: str, request_id: str = "", subtype: str = "") -> None:
         label = f"{subtype} request {request_id}" if subtype else f"request {request_id}"
@@ -14,7 +16,11 @@ class ControlError(Exception):
         self.subtype = subtype
 
 
-class SessionClosed(Exception):
+class MalformedAnswer(ControlError):
+    """The CLI answered one of our requests with a response that breaks the protocol."""
+
+
+class SessionClosed(CtlwireError):
     """The session ended (CLI exit, EOF, transport error or close) before an answer came."""
 
     def __init__(self, reason: str, cause: BaseException | None = None) -> None:
@@ -23,18 +29,23 @@ class SessionClosed(Exception):
         self.cause = cause
 
 
-class FrameDecodeError(ValueError):
-    """A stdout line looked like JSON (started with ``{``) but did not parse."""
+class ProtocolError(CtlwireError, ValueError):
+    """The CLI wrote something the protocol does not allow (reported, then skipped)."""
+
+
+class FrameDecodeError(ProtocolError):
+    """A stdout line looked like JSON (started with ``{``) but was not a JSON object."""
 
     def __init__(self, detail: str, line: bytes) -> None:
         self.preview = preview(line)
         super().__init__(f"{detail}; line ({len(line)} bytes): {self.preview}")
 
 
-class MalformedFrame(ValueError):
-    """A control frame lacks a field the protocol needs (``request_id``, ``subtype``...)."""
+class MalformedFrame(ProtocolError):
+    """A control frame lacks a field the protocol needs, or has one of the wrong type."""
 
     def __init__(self, detail: str, frame: object, request_id: str | None = None) -> None:
+        self.detail = detail
         self.request_id = request_id
         super().__init__(f"{detail}: {preview(repr(frame).encode())}")
 

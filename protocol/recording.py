@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from ctlwire.transport import LineFramer, StderrCallback, Transport
-from ctlwire.transport._lifecycle import AsyncResource
+from ctlwire.transport import AsyncResource, LineFramer, ProcessExited, StderrCallback, Transport
 
 from .log import LogWriter
 
@@ -50,10 +49,17 @@ class RecordingTransport(AsyncResource):
         if self.on_stderr is not None:
             self.on_stderr(line)
 
-    async def send(self, data: bytes | bytearray) -> None:
-        for line in self._sent.feed(bytes(data)):
-            self.writer.stdout_line("sdk", line)
-        await self._inner.send(data)
+    async def send(
+        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
+        def record() -> bool:
+            if guard is not None and not guard():
+                return False
+            for line in self._sent.feed(bytes(data)):
+                self.writer.stdout_line("sdk", line)
+            return True
+
+        return await self._inner.send(data, guard=record)
 
     async def end_input(self) -> None:
         if not self._eof_logged:
@@ -71,6 +77,9 @@ class RecordingTransport(AsyncResource):
         code = await self._inner.wait_exit(timeout)
         self._log_exit()
         return code
+
+    def exit_error(self, detail: str) -> ProcessExited:
+        return self._inner.exit_error(detail)
 
     @property
     def returncode(self) -> int | None:

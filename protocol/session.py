@@ -1,8 +1,15 @@
-"""The dispatcher: one reader routes frames, handlers run concurrently, close from any task."""
+"""ControlSession: the async shell around `ControlProtocol`.
+
+It reads the transport in a task of its own, hands each read to the protocol core, runs
+handlers for the CLI's requests, and writes what the core allows. Every rule lives in
+the core; this module owns tasks, waiting and closing, from any task, on any backend.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -10,50 +17,52 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from ctlwire.transport import ProcessExited, Transport, TransportError
-from ctlwire.transport._backend import DetachedTask, TaskPool
-from ctlwire.transport._lifecycle import AsyncResource
-
-from .context import RequestContext
-from .errors import MalformedFrame, SessionClosed
-from .hooks import HookMatcher, HookRegistry
-from .pending import IncomingRequests, OutgoingRequests
-from .wire import (
-    CONTROL_REQUEST,
-    CONTROL_TYPES,
-    KEEP_ALIVE,
-    ControlCancel,
-    ControlRequest,
-    ControlResponse,
-    Frame,
-    decode_lines,
-    encode_frame,
-    error_frame,
-    may_hold_control,
-    parse_control,
-    request_frame,
-    success_frame,
+from ctlwire.transport import (
+    AsyncResource,
+    DetachedTask,
+    InputClosed,
+    TaskPool,
+    Transport,
+    TransportError,
 )
+
+from .buffer import MessageBuffer, SpillError
+from .context import RequestContext
+from .core import (
+    ControlProtocol,
+    Messages,
+    RequestCancelled,
+    RequestReceived,
+    RequestRejected,
+)
+from .errors import SessionClosed
+from .hooks import HookMatcher, HookRegistry
+from .requests import Answer
+from .wire import Frame, encode_frame
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], RequestContext], Awaitable[dict[str, Any]]]
 
-_HANDLER_TASK = "ctlwire handler"
 # messages() decodes queued raw lines this many at a time.
 DECODE_RUN = 64
 # How long the CLI may take to exit after closing its stdout before we call it a failure.
 EXIT_AFTER_EOF_TIMEOUT = 1.0
+DEFAULT_BUFFER_BYTES = 16 * 2**20
+
+# Set inside a handler: the session it serves (closing from there must not wait for it).
+_serving: contextvars.ContextVar[ControlSession | None] = contextvars.ContextVar(
+    "ctlwire_serving", default=None
+)
 
 
 class ControlSession(AsyncResource):
     """Speaks the control protocol over a transport.
 
     ``handlers`` maps a CLI request subtype to ``async (request, ctx) -> dict``;
-    ``hooks`` registers hook callbacks, served as ``hook_callback`` requests. Messages
-    (every non-control frame) are buffered for `messages` up to
-    ``max_buffered_messages``; past that the reader pauses, unless one of our own
-    requests is waiting for its answer (None: never pause).
+    ``hooks`` registers hook callbacks, served as ``hook_callback`` requests. The reader
+    never waits for the consumer: messages nobody has taken yet are kept as raw lines,
+    in memory up to ``buffer_bytes``, past that in a temporary file in ``spill_dir``.
     """
 
     def __init__(
@@ -62,26 +71,31 @@ class ControlSession(AsyncResource):
         handlers: Mapping[str, Handler] | None = None,
         hooks: Mapping[str, Sequence[HookMatcher]] | None = None,
         *,
-        max_buffered_messages: int | None = 10_000,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
+        spill_dir: str | os.PathLike[str] | None = None,
         close_timeout: float = 5.0,
     ) -> None:
+        if not isinstance(transport, Transport):
+            raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
+        if close_timeout < 0:
+            raise ValueError(f"close_timeout must not be negative, got {close_timeout}")
         self._transport = transport
         self._hooks = HookRegistry(hooks)
         self._handlers: dict[str, Handler] = {"hook_callback": self._serve_hook}
-        self._handlers.update(handlers or {})
-        self._high_water = max_buffered_messages
+        for subtype, handler in (handlers or {}).items():
+            if not callable(handler):
+                raise TypeError(f"the handler for {subtype!r} is not callable")
+            self._handlers[subtype] = handler
         self._close_timeout = close_timeout
-        self._outgoing = OutgoingRequests()
-        self._incoming: IncomingRequests[RequestContext] = IncomingRequests()
-        # Messages in order: decoded frames, or raw lines not decoded yet; messages()
-        # decodes raw lines a run at a time and hands the run out before the buffer.
-        self._buffer: deque[Frame | bytes] = deque()
+        self._protocol = ControlProtocol()
+        self._buffer = MessageBuffer(buffer_bytes, spill_dir)
+        # Decoded messages not handed out yet: a consumer that stops part-way through a
+        # run leaves the rest, in order, to the next one.
         self._decoded: deque[Frame] = deque()
-        self._data_ready = anyio.Event()
-        self._room = anyio.Event()
-        self._reader_paused = False
-        self._supervisor = DetachedTask(self._run, name="ctlwire session")
-        self._tasks = TaskPool(_HANDLER_TASK)
+        self._data_waiter: anyio.Event | None = None
+        self._contexts: dict[str, RequestContext] = {}
+        self._reader = DetachedTask(self._run, name="ctlwire session reader")
+        self._tasks = TaskPool("ctlwire handler")
         self._started = False
         self._closing = False
         self._ended: SessionClosed | None = None
@@ -94,23 +108,23 @@ class ControlSession(AsyncResource):
         if self._started:
             raise RuntimeError("session already started")
         self._started = True
-        self._supervisor.start()
+        self._reader.start()
 
     async def aclose(self) -> None:
         """Cancel handlers (writing nothing for them), fail pending requests, close the
-        transport. Idempotent, bounded in time, safe from any task."""
+        transport. Idempotent, bounded in time, safe from any task, a handler included."""
+        from_handler = _serving.get() is self
         if not self._closing:
             self._closing = True
-            self._incoming.cancel_all()
-            self._supervisor.cancel()
+            self._end(SessionClosed("the session was closed"), None)
+            self._reader.cancel()
         try:
             with anyio.CancelScope(shield=True):
-                if self._started:
+                if self._started and not from_handler:
                     with anyio.move_on_after(self._close_timeout) as scope:
-                        await self._supervisor.wait()
+                        await self._reader.wait()
                     if scope.cancelled_caught:
                         logger.warning("a handler ignored cancellation; closing anyway")
-                        self._end(SessionClosed("the session was closed"), None)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._transport.aclose()
@@ -147,29 +161,26 @@ class ControlSession(AsyncResource):
     ) -> dict[str, Any]:
         """Send our own control request and return the ``response`` payload.
 
-        Raises `ControlError` on an error answer, `TimeoutError` after ``timeout``
-        seconds, `SessionClosed` if the session ends first.
+        Raises `ControlError` on an error answer (`MalformedAnswer` on one that breaks
+        the protocol), `TimeoutError` after ``timeout`` seconds, `SessionClosed` if the
+        session ends first.
         """
-        subtype = request.get("subtype")
-        if not isinstance(subtype, str):
-            raise ValueError("a control request needs a string 'subtype'")
         self._check_open()
-        request_id = self._outgoing.new_id()
+        entry = self._protocol.start_request(request)
         answered = anyio.Event()
-        entry = self._outgoing.open(request_id, subtype, answered.set)
+        entry.on_settled = answered.set
         try:
-            self._resume_reader()  # an answer must never wait behind unread messages
             with anyio.fail_after(timeout):
-                await self._write(request_frame(request_id, request))
+                await self._write(entry.line)
                 await answered.wait()
         finally:
-            self._outgoing.forget(request_id)
+            self._protocol.forget_request(entry)
         return entry.result()
 
     async def send(self, frame: Mapping[str, Any]) -> None:
         """Write one frame (a ``user`` message, say) to the CLI."""
         self._check_open()
-        await self._write(frame)
+        await self._write(encode_frame(frame))
 
     async def end_input(self) -> None:
         """Close the CLI's stdin; the CLI finishes its turn and exits."""
@@ -178,44 +189,36 @@ class ControlSession(AsyncResource):
     async def messages(self) -> AsyncIterator[Frame]:
         """Every non-control frame, in order. Ends when the CLI's output ends; raises
         `SessionClosed` (after the buffered frames) if the session ended in failure."""
-        buffer, decoded = self._buffer, self._decoded
+        buffer, decoded, decode = self._buffer, self._decoded, self._protocol.decode_messages
         while True:
             if decoded:
-                # The run lives on the session: a consumer that stops part-way through it
-                # leaves the rest, in order, to the next one.
-                frame = decoded.popleft()
-                if frame.get("type") != KEEP_ALIVE:  # (it skipped the reader's routing)
-                    yield frame
+                yield decoded.popleft()
             elif buffer:
-                item = buffer.popleft()
-                if isinstance(item, bytes):  # raw lines: decode a short run of them now
-                    raw = [item]
-                    while buffer and len(raw) < DECODE_RUN:
-                        following = buffer[0]
-                        if not isinstance(following, bytes):
-                            break
-                        raw.append(following)
-                        buffer.popleft()
-                    decoded.extend(decode_lines(raw))
-                if self._reader_paused and len(buffer) <= self._low_water():
-                    self._resume_reader()
-                if not isinstance(item, bytes):
-                    yield item
+                try:
+                    decoded.extend(decode(buffer.take(DECODE_RUN)))
+                except SpillError as exc:
+                    self._fail(SessionClosed("unread messages were lost", exc))
             elif self._ended is not None:
                 if self._failure is not None:
                     raise SessionClosed(self._ended.reason, self._failure)
                 return
             else:
-                await self._data_ready.wait()
+                if self._data_waiter is None:
+                    self._data_waiter = anyio.Event()
+                await self._data_waiter.wait()
 
     def _check_open(self) -> None:
         if self._ended is not None:
             raise SessionClosed(self._ended.reason, self._failure)
-        if self._closing:
-            raise SessionClosed("the session is closing")
 
-    async def _write(self, frame: Mapping[str, Any]) -> None:
-        await self._transport.send(encode_frame(frame))
+    async def _write(self, line: bytearray) -> None:
+        try:
+            await self._transport.send(line)
+        except InputClosed:
+            raise
+        except TransportError as exc:
+            self._fail(SessionClosed("cannot write to the CLI", exc))
+            raise
 
     # -- the reader -----------------------------------------------------------------------
 
@@ -227,121 +230,86 @@ class ControlSession(AsyncResource):
                 await self._read()
             except anyio.EndOfStream:
                 ended, failure = await self._why_output_ended()
-            except TransportError as exc:
+            except (TransportError, SpillError) as exc:
                 ended, failure = SessionClosed("the transport failed", exc), exc
         except Exception as exc:
             logger.exception("session reader failed")
             ended, failure = SessionClosed("the session reader failed", exc), exc
         finally:
-            # The CLI is gone or we are closing: nobody wants the answers.
-            self._incoming.cancel_all()
-            self._tasks.cancel_all()
+            self._end(ended, failure)
             with anyio.CancelScope(shield=True):
                 await self._tasks.wait()
-            self._end(ended, failure)
 
     async def _why_output_ended(self) -> tuple[SessionClosed, BaseException | None]:
         transport = self._transport
         code = await transport.wait_exit(EXIT_AFTER_EOF_TIMEOUT)
         if code == 0:
             return SessionClosed("the CLI closed its output (exit code 0)"), None
-        detail = "the CLI closed its output" if code is None else "the CLI exited"
-        failure = ProcessExited(code, transport.stderr_tail, detail)
+        failure = transport.exit_error(
+            "the CLI closed its output" if code is None else "the CLI exited"
+        )
         return SessionClosed("the session ended", failure), failure
 
     async def _read(self) -> None:
-        receive = self._transport.receive_lines
+        receive, handle = self._transport.receive_lines, self._protocol.receive
         buffer = self._buffer
         while True:
-            lines = await receive()
-            before = len(buffer)
-            if may_hold_control(lines):
-                for frame in decode_lines(lines):
-                    kind = frame.get("type")
-                    if kind in CONTROL_TYPES:
-                        self._route_control(kind, frame)
-                    else:
-                        buffer.append(frame)
-            else:
-                # Only messages: queue the raw lines; messages() decodes them just before
-                # handing them out, so frames never pile up decoded (and GC-tracked).
-                buffer.extend(lines)
-            if len(buffer) != before:
-                self._wake_consumers()
-            if (
-                self._high_water is not None
-                and len(buffer) >= self._high_water
-                and not self._outgoing
-            ):
-                self._reader_paused = True
-                self._room = anyio.Event()
-                await self._room.wait()
-
-    def _wake_consumers(self) -> None:
-        event, self._data_ready = self._data_ready, anyio.Event()
-        event.set()
-
-    def _low_water(self) -> int:
-        return (self._high_water or 0) // 2
-
-    def _resume_reader(self) -> None:
-        if self._reader_paused:
-            self._reader_paused = False
-            self._room.set()
-
-    def _route_control(self, kind: str, frame: Frame) -> None:
-        try:
-            control = parse_control(kind, frame)
-        except MalformedFrame as exc:
-            logger.warning("malformed control frame: %s", exc)
-            if kind == CONTROL_REQUEST and exc.request_id is not None:
-                self._tasks.start(self._answer_error, exc.request_id, str(exc))
-            return
-        if type(control) is ControlResponse:
-            self._outgoing.resolve(control.response)
-        elif type(control) is ControlRequest:
-            context = RequestContext(control.request_id, control.subtype)
-            if self._incoming.begin(control.request_id, context):
-                context._stop_task = self._tasks.start(self._serve, control.request, context)
-            else:
-                logger.warning(
-                    "duplicate control_request id %s ignored while the first is in flight",
-                    control.request_id,
-                )
-        elif type(control) is ControlCancel:
-            self._incoming.cancel(control.request_id)
+            for event in handle(await receive()):
+                if isinstance(event, Messages):
+                    buffer.extend(event.lines)
+                    waiter = self._data_waiter
+                    if waiter is not None:
+                        self._data_waiter = None
+                        waiter.set()
+                elif isinstance(event, RequestReceived):
+                    self._start_handler(event)
+                elif isinstance(event, RequestCancelled):
+                    self._cancel_handler(event.request_id)
+                elif isinstance(event, RequestRejected):
+                    self._tasks.start(self._write_answer, event.answer)
+                # ResponseReceived: the request's own callback already woke its caller.
 
     # -- serving the CLI's requests ------------------------------------------------------
 
-    async def _serve(self, request: dict[str, Any], context: RequestContext) -> None:
-        if context.cancelled:  # cancelled before it could start
-            return
-        handler = self._handlers.get(context.subtype)
-        try:
-            if handler is None:
-                raise LookupError(f"no handler for control request {context.subtype!r}")
-            result = await handler(request, context)
-            if result is None:
-                result = {}
-            line = encode_frame(success_frame(context.request_id, result))
-        except Exception as exc:
-            logger.warning("%s handler for %s raised %r", context.subtype, context.request_id, exc)
-            line = encode_frame(error_frame(context.request_id, str(exc) or repr(exc)))
-        # Between here and the write there is no checkpoint, so a cancel read by the reader
-        # either came first (finish() refuses) or comes after the answer was decided.
-        if not self._incoming.finish(context.request_id, context):
-            return
-        await self._send_answer(context.request_id, line)
+    def _start_handler(self, event: RequestReceived) -> None:
+        context = RequestContext(event.request_id, event.subtype)
+        self._contexts[event.request_id] = context
+        context._stop_task = self._tasks.start(self._serve, event, context)
 
-    async def _answer_error(self, request_id: str, message: str) -> None:
-        await self._send_answer(request_id, encode_frame(error_frame(request_id, message)))
+    def _cancel_handler(self, request_id: str) -> None:
+        context = self._contexts.pop(request_id, None)
+        if context is not None:
+            context._cancel()
 
-    async def _send_answer(self, request_id: str, line: bytearray) -> None:
-        """Write an answer; a CLI that is gone cannot take it, which is no one's error."""
+    async def _serve(self, event: RequestReceived, context: RequestContext) -> None:
+        _serving.set(self)
+        protocol = self._protocol
         try:
-            await self._transport.send(line)
+            handler = self._handlers.get(event.subtype)
+            try:
+                if handler is None:
+                    raise LookupError(f"no handler for control request {event.subtype!r}")
+                answer = protocol.answer(event.request_id, await handler(event.request, context))
+            except Exception as exc:
+                logger.warning("%s handler for %s raised %r", event.subtype, event.request_id, exc)
+                answer = protocol.answer_error(event.request_id, str(exc) or repr(exc))
+            if answer is not None:
+                await self._write_answer(answer)
+        finally:
+            if self._contexts.get(event.request_id) is context:
+                del self._contexts[event.request_id]
+
+    async def _write_answer(self, answer: Answer) -> None:
+        """Write an answer unless its request was cancelled before its first byte left;
+        an answer that cannot be written ends the session with the reason."""
+        try:
+            await self._transport.send(answer.line, guard=answer.claim)
+        except InputClosed as exc:  # we closed stdin on purpose: the CLI knows
+            logger.debug("could not answer %s: %s", answer.request_id, exc)
         except TransportError as exc:
-            logger.debug("could not answer %s: %s", request_id, exc)
+            self._fail(SessionClosed(f"cannot answer the CLI's request {answer.request_id}", exc))
+        finally:
+            self._protocol.answer_done(answer)
 
     async def _serve_hook(self, request: dict[str, Any], context: RequestContext) -> dict[str, Any]:
         callback_id = request.get("callback_id")
@@ -352,13 +320,21 @@ class ControlSession(AsyncResource):
 
     # -- the end ----------------------------------------------------------------------
 
+    def _fail(self, ended: SessionClosed) -> None:
+        """End the session from anywhere but the reader, which is stopped."""
+        self._end(ended, ended.cause)
+        self._reader.cancel()
+
     def _end(self, ended: SessionClosed, failure: BaseException | None) -> None:
         if self._ended is not None:
             return
         self._ended, self._failure = ended, failure
-        self._incoming.cancel_all()
-        self._outgoing.fail_all(lambda: SessionClosed(ended.reason, failure))
-        self._resume_reader()
-        self._wake_consumers()
+        for request_id in self._protocol.close(SessionClosed(ended.reason, failure)):
+            self._cancel_handler(request_id)
+        self._tasks.cancel_all()
+        waiter = self._data_waiter
+        if waiter is not None:
+            self._data_waiter = None
+            waiter.set()
         if failure is not None:
             logger.debug("session ended: %s", ended)

@@ -1,14 +1,22 @@
-"""The wire: frame type names, frame builders, and encoding and decoding of JSON lines."""
+"""The wire: frame type names, frame builders, and JSON lines in and out.
+
+Any valid JSON text is read for what it means: leading white space, escapes, lone UTF-16
+surrogates (the real CLI cuts strings in the middle of an emoji) and numbers msgspec
+cannot hold all decode; msgspec takes every line first and the standard library only
+the lines msgspec refuses. What ctlwire writes is always valid UTF-8 JSON.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 import msgspec
 
-from .errors import FrameDecodeError, MalformedFrame, preview
+from .errors import FrameDecodeError, preview
 
 logger = logging.getLogger(__name__)
 
@@ -16,94 +24,91 @@ CONTROL_REQUEST: Final = "control_request"
 CONTROL_RESPONSE: Final = "control_response"
 CONTROL_CANCEL: Final = "control_cancel_request"
 KEEP_ALIVE: Final = "keep_alive"
-CONTROL_TYPES: Final = frozenset({CONTROL_REQUEST, CONTROL_RESPONSE, CONTROL_CANCEL, KEEP_ALIVE})
 
 Frame = dict[str, Any]
 
 _decoder = msgspec.json.Decoder()
+# Typed as a list of objects, so msgspec itself checks that each line was an object.
+_batch_decoder = msgspec.json.Decoder(list[dict[str, Any]])
 _encoder = msgspec.json.Encoder()
 
-
-class ControlRequest(msgspec.Struct, frozen=True):
-    """``{"type": "control_request", "request_id", "request": {"subtype", ...}}``."""
-
-    request_id: str
-    request: dict[str, Any]
-
-    @property
-    def subtype(self) -> str:
-        return str(self.request["subtype"])
+# Batches up to this size are joined for one search / one decode; past it (a read that
+# ends a huge line) each line is handled alone, so a big line is never copied again.
+BATCH_BYTES = 1 << 20
+_LEADING = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+# A control type spelled with escapes must escape one of the letters of "control_"
+# (c o n t r l _); no other JSON escape yields a letter.
+_ESCAPED_CONTROL_LETTER = re.compile(rb"\\u00(?:6[3cefCEF]|7[24]|5[fF])")
 
 
-class ResponseBody(msgspec.Struct, frozen=True):
-    """The ``response`` object of a control_response."""
+def may_hold_control(lines: list[bytes]) -> bool:
+    """False only when no line can be a control frame (a proof by bytes, no decoding).
 
-    subtype: str
-    request_id: str
-    response: dict[str, Any] | None = None
-    error: str | None = None
-
-
-class ControlResponse(msgspec.Struct, frozen=True):
-    response: ResponseBody
+    ``lines`` come from one read, so only the first (which may complete a line held from
+    earlier reads) can be huge; then the lines are searched one by one, never joined.
+    """
+    if len(lines) == 1 or len(lines[0]) > BATCH_BYTES:
+        return any(may_be_control(line) for line in lines)
+    return may_be_control(b"\n".join(lines))
 
 
-class ControlCancel(msgspec.Struct, frozen=True):
-    request_id: str
+def may_be_control(data: bytes) -> bool:
+    """False only when ``data`` cannot hold a control frame, escaped or not."""
+    if b"control_" in data:
+        return True
+    return b"\\u" in data and _ESCAPED_CONTROL_LETTER.search(data) is not None
 
 
-ControlFrame = ControlRequest | ControlResponse | ControlCancel
+def decode_line(line: bytes) -> Frame | None:
+    """One line as a JSON object. None for a line that is not JSON (debug-logged).
+
+    Raises `FrameDecodeError` for a line that looks like JSON (its first non-blank
+    character is ``{``) but is not a JSON object.
+    """
+    if line[:1] != b"{":
+        line = line.lstrip(_LEADING).removeprefix(_BOM).lstrip(_LEADING)
+        if line[:1] != b"{":
+            logger.debug("skipping non-JSON stdout line: %s", preview(line))
+            return None
+    try:
+        frame = _decoder.decode(line)
+    except UnicodeDecodeError:
+        logger.debug("skipping stdout line that is not UTF-8: %s", preview(line))
+        return None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        frame = _decode_refused(line, exc)
+        if frame is None:
+            return None
+    if type(frame) is not dict:
+        raise FrameDecodeError("frame is not a JSON object", line)
+    return frame
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode_refused(line: bytes, error: BaseException) -> Any:
+    """A line msgspec refused: lone surrogates and huge numbers are valid JSON still."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        logger.debug("skipping stdout line that is not UTF-8: %s", preview(line))
+        return None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise FrameDecodeError(f"unparseable JSON frame ({error})", line) from None
 
 
 def parse_object(line: bytes) -> Frame | None:
     """The line as a JSON object, or None if it is anything else; never raises or logs.
     For tools that keep what is not a frame as text (the log writer, the fake CLI)."""
     try:
-        value = _decoder.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+        return decode_line(line)
+    except FrameDecodeError:
         return None
-    return value if type(value) is dict else None
-
-
-def decode_line(line: bytes) -> Frame | None:
-    """Decode one stdout line. None for a line that is not JSON (skipped, debug-logged).
-
-    Raises `FrameDecodeError` for a line that starts with ``{`` but does not parse.
-    """
-    if line[:1] != b"{":
-        logger.debug("skipping non-JSON stdout line: %s", preview(line))
-        return None
-    try:
-        frame = _decoder.decode(line)
-    except UnicodeDecodeError:
-        logger.debug("skipping stdout line that is not UTF-8: %s", preview(line))
-        return None
-    except msgspec.DecodeError as exc:
-        raise FrameDecodeError(f"unparseable JSON frame ({exc})", line) from None
-    if type(frame) is not dict:
-        raise FrameDecodeError("frame is not a JSON object", line)
-    return frame
-
-
-# Typed as a list of objects, so msgspec itself checks that each line was an object.
-_batch_decoder = msgspec.json.Decoder(list[dict[str, Any]])
-
-
-# Batches up to this size are joined for one search / one decode; past it (a read that
-# ends a huge line) each line is handled alone, so a big line is never copied again.
-BATCH_BYTES = 1 << 20
-
-
-def may_hold_control(lines: list[bytes]) -> bool:
-    """False only if no line can be a control frame that needs routing (a byte search,
-    no decoding). ``keep_alive`` frames need none: whoever decodes them drops them.
-
-    ``lines`` come from one read, so only the first (which may complete a line held from
-    earlier reads) can be huge; then the lines are searched one by one, never joined.
-    """
-    if len(lines) == 1 or len(lines[0]) > BATCH_BYTES:
-        return any(b"control_" in line for line in lines)
-    return b"control_" in b"\n".join(lines)
 
 
 def decode_lines(lines: list[bytes]) -> list[Frame]:
@@ -137,40 +142,20 @@ def _decode_batch(lines: list[bytes]) -> list[Frame] | None:
     framed[-1] = framed[-1] + b"]"
     try:
         batch = _batch_decoder.decode(b",".join(framed))
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     return batch if len(batch) == len(lines) else None
 
 
-def parse_control(kind: str, frame: Frame) -> ControlFrame | None:
-    """The typed envelope of a control frame (None for keep_alive).
-
-    Raises `MalformedFrame` naming what is missing; its ``request_id`` is set when the
-    frame had one, so the caller can still answer it with an error.
-    """
-    if kind == KEEP_ALIVE:
-        return None
-    rid = frame.get("request_id")
-    request_id = rid if isinstance(rid, str) else None
-    try:
-        if kind == CONTROL_REQUEST:
-            request = frame.get("request")
-            if request_id is None:
-                raise MalformedFrame("control_request without a request_id", frame)
-            if not isinstance(request, dict) or not isinstance(request.get("subtype"), str):
-                raise MalformedFrame("control_request without request.subtype", frame, request_id)
-            return ControlRequest(request_id, request)
-        if kind == CONTROL_RESPONSE:
-            return msgspec.convert(frame, ControlResponse)
-        return msgspec.convert(frame, ControlCancel)
-    except msgspec.ValidationError as exc:
-        raise MalformedFrame(f"invalid {kind} ({exc})", frame, request_id) from None
-
-
 def encode_frame(frame: Mapping[str, Any]) -> bytearray:
-    """Encode one frame as a ``\\n``-terminated JSON line."""
+    """Encode one frame as a ``\\n``-terminated JSON line (valid UTF-8 whatever it holds:
+    strings with lone surrogates are written as ``\\u`` escapes)."""
     buf = bytearray()
-    _encoder.encode_into(frame, buf)
+    try:
+        _encoder.encode_into(frame, buf)
+    except UnicodeEncodeError:
+        text = json.dumps(msgspec.to_builtins(frame), separators=(",", ":"), allow_nan=False)
+        buf = bytearray(text.encode("ascii"))
     buf.append(0x0A)
     return buf
 

@@ -185,7 +185,7 @@ async def test_caller_cancelled_while_a_request_is_pending() -> None:
         with anyio.move_on_after(0.2) as scope:
             await session.request({"subtype": "interrupt"})
         assert scope.cancelled_caught
-        assert len(session._outgoing) == 0
+        assert len(session._protocol.pending) == 0
     assert transport.returncode is not None
 
 
@@ -200,7 +200,7 @@ async def test_asyncio_timeout_and_raw_task_cancel(anyio_backend: str) -> None:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
                 await session.request({"subtype": "interrupt"})
-        assert len(session._outgoing) == 0
+        assert len(session._protocol.pending) == 0
     assert transport.returncode is not None
 
     # A raw task.cancel() while aclose() waits for a CLI that ignores stdin EOF.

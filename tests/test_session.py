@@ -127,14 +127,14 @@ async def test_error_answer_is_control_error_and_timeout_forgets_the_entry() -> 
 
         with pytest.raises(TimeoutError):
             await session.request({"subtype": "interrupt"}, timeout=0.05)
-        assert len(session._outgoing) == 0
+        assert len(session._protocol.pending) == 0
         late = await peer.receive_frame()
         await peer.send_frame(answer(late, {"late": True}))  # dropped with a debug log
 
         with anyio.CancelScope() as scope:
             scope.cancel()
             await session.request({"subtype": "interrupt"})
-        assert len(session._outgoing) == 0
+        assert len(session._protocol.pending) == 0
 
 
 async def test_handlers_answer_raise_and_unknown_subtypes_get_errors() -> None:
@@ -320,8 +320,8 @@ async def test_slow_consumer_does_not_block_control_traffic() -> None:
 
     transport, peer = memory_transport_pair()
     hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
-    async with ControlSession(transport, hooks=hooks, max_buffered_messages=100) as session:
-        for i in range(150):  # over the high-water mark; nobody reads messages
+    async with ControlSession(transport, hooks=hooks, buffer_bytes=4096) as session:
+        for i in range(150):  # over the memory budget; nobody reads messages
             await peer.send_frame({"type": "assistant", "n": i})
 
         async def interrupt() -> dict[str, Any]:
@@ -331,7 +331,8 @@ async def test_slow_consumer_does_not_block_control_traffic() -> None:
             tg.start_soon(interrupt)
             frame = await peer.receive_frame()
             await peer.send_frame(answer(frame, {}))
-        # Reading resumes below the low-water mark and nothing is lost or reordered.
+        # What did not fit the budget was kept on disk: nothing is lost or reordered.
+        assert session._buffer.spilled_bytes > 0
         got = []
         async for message in session.messages():
             got.append(message["n"])
@@ -467,19 +468,21 @@ async def run_schedule(seed: int) -> None:
         assert not (set(answers) & cancelled), set(answers) & cancelled
         assert set(answers) | cancelled == set(sent)
         assert all(v in ("answered", "timeout") for v in outcomes.values()), outcomes
-    assert len(session._outgoing) == 0 and len(session._incoming) == 0
+    assert len(session._protocol.pending) == 0 and len(session._protocol.in_flight) == 0
 
 
-async def test_fast_path_keeps_order_loses_nothing_and_keeps_backpressure() -> None:
+async def test_fast_path_keeps_order_loses_nothing_and_bounds_memory() -> None:
     transport, peer = memory_transport_pair()
-    async with ControlSession(transport, max_buffered_messages=1000) as session:
+    async with ControlSession(transport, buffer_bytes=64 * 1024) as session:
         chunk = b"".join(b'{"type":"assistant","n":%d}\n' % i for i in range(3000))
         await peer.write(chunk)  # one read, no control frame: queued as raw lines
         await peer.write(b'{"type":"keep_alive"}\n[SandboxDebug] x\n{"type":"result","n":3000}\n')
         with anyio.fail_after(5):
-            while not session._reader_paused:  # noqa: ASYNC110 - polling a flag, with a deadline
+            while len(session._buffer) < 3003:  # noqa: ASYNC110 - polling, with a deadline
                 await anyio.sleep(0.001)
-        assert len(session._buffer) <= 1000 + 3000  # at most one read past the mark
+        # The reader never paused; what passed the budget (after one read) went to disk.
+        assert session._buffer.memory_bytes <= 64 * 1024 + len(chunk) + 64 * 3000
+        assert session._buffer.spilled_bytes > 0
         first = []
         async for message in session.messages():
             first.append(message["n"])

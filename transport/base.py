@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+from .errors import ProcessExited
+
 StderrCallback = Callable[[str], object]
 
 
@@ -18,8 +20,16 @@ class Transport(Protocol):
 
     on_stderr: StderrCallback | None
 
-    async def send(self, data: bytes | bytearray) -> None:
-        """Write bytes (whole lines) to the CLI's stdin; writers never interleave."""
+    async def start(self) -> None:
+        """Start the CLI (or connect to it); called once, before anything else."""
+        ...
+
+    async def send(
+        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
+        """Write whole lines to the CLI's stdin; writers never interleave. ``guard`` is
+        called right before the first byte of ``data`` would go out, with no checkpoint
+        in between; if it returns False nothing is written and send returns False."""
         ...
 
     async def end_input(self) -> None:
@@ -32,6 +42,10 @@ class Transport(Protocol):
 
     async def wait_exit(self, timeout: float) -> int | None:
         """Wait up to ``timeout`` seconds for the CLI to exit; return its code or None."""
+        ...
+
+    def exit_error(self, detail: str) -> ProcessExited:
+        """A `ProcessExited` for ``detail`` with what is known of the CLI now."""
         ...
 
     @property

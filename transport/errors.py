@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-class TransportError(Exception):
+class CtlwireError(Exception):
+    """The base of every error ctlwire raises."""
+
+
+class TransportError(CtlwireError):
     """The byte pipe to the CLI failed or was closed."""
 
 
@@ -38,3 +42,7 @@ class ProcessExited(TransportError):
         super().__init__(text)
         self.returncode = returncode
         self.stderr_tail = tuple(stderr_tail)
+
+
+class InputClosed(TransportError):
+    """A write after `end_input`: the CLI's stdin was closed on purpose."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -11,7 +11,7 @@ import msgspec
 
 from ._lifecycle import AsyncResource
 from .base import StderrCallback
-from .errors import ProcessExited, TransportError
+from .errors import InputClosed, ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .stderr import StderrLines
 
@@ -37,12 +37,20 @@ class MemoryTransport(AsyncResource):
     async def start(self) -> None:
         """Nothing to start: the peer is already there."""
 
-    async def send(self, data: bytes | bytearray) -> None:
+    async def send(
+        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
         if self._input_closed:
-            raise TransportError("cannot write: the CLI's stdin is already closed")
+            raise InputClosed("cannot write: the CLI's stdin is already closed")
         if self._peer.returncode is not None:
             raise self._peer.exit_error("cannot write to the CLI's stdin")
-        await self._peer._inbox_send.send(bytes(data))
+        if guard is not None and not guard():
+            return False
+        try:
+            self._peer._inbox_send.send_nowait(bytes(data))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            raise TransportError("cannot write: the CLI side stopped reading") from None
+        return True
 
     async def end_input(self) -> None:
         if not self._input_closed:
@@ -71,6 +79,9 @@ class MemoryTransport(AsyncResource):
         with anyio.move_on_after(timeout):
             await self._peer._exited.wait()
         return self._peer.returncode
+
+    def exit_error(self, detail: str) -> ProcessExited:
+        return ProcessExited(self._peer.returncode, self.stderr_tail, detail)
 
     @property
     def returncode(self) -> int | None:

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 import anyio.lowlevel
@@ -16,7 +16,7 @@ import anyio.lowlevel
 from ._backend import DetachedTask, ReadableWatch
 from ._lifecycle import AsyncResource
 from .base import StderrCallback
-from .errors import ProcessExited, TransportError
+from .errors import InputClosed, ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .stderr import StderrLines
 
@@ -151,15 +151,21 @@ class SubprocessTransport(AsyncResource):
 
     # -- stdin ------------------------------------------------------------------------
 
-    async def send(self, data: bytes | bytearray) -> None:
+    async def send(
+        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
         """Write whole lines. When no other write is part-way through and the pipe has
         room, this writes at once without taking the lock (and without a checkpoint)."""
         lock = self._send_lock
         try:
             if lock.locked():
                 async with lock:
+                    if guard is not None and not guard():
+                        return False
                     await self._write_all(memoryview(data), started=False)
-                return
+                return True
+            if guard is not None and not guard():
+                return False
             # Nothing below awaits before the lock is held, so lines cannot interleave.
             rest = self._write_available(memoryview(data))
             if rest:
@@ -168,6 +174,7 @@ class SubprocessTransport(AsyncResource):
                     await self._write_all(rest, started=len(rest) < len(data))
                 finally:
                     lock.release()
+            return True
         except BrokenPipeError:
             await self.wait_exit(1.0)
             raise self.exit_error("cannot write to the CLI's stdin") from None
@@ -176,7 +183,7 @@ class SubprocessTransport(AsyncResource):
         """Write what the pipe takes now; return what is left."""
         fd = self._stdin
         if fd is None:
-            raise TransportError("cannot write: the CLI's stdin is already closed")
+            raise InputClosed("cannot write: the CLI's stdin is already closed")
         if self._write_broken:
             raise TransportError(
                 "cannot write: an earlier write was cancelled part-way through a line"

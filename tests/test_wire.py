@@ -1,4 +1,4 @@
-"""Frame decoding and control envelopes."""
+"""The wire: decoding and encoding JSON lines, and the fast path's proof by bytes."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ctlwire.protocol import ControlRequest, FrameDecodeError, MalformedFrame, decode_line
-from ctlwire.protocol.wire import (
-    ControlCancel,
-    ControlResponse,
-    decode_lines,
-    encode_frame,
-    may_hold_control,
-    parse_control,
-)
+from ctlwire.protocol import ControlProtocol, FrameDecodeError
+from ctlwire.protocol.wire import decode_line, decode_lines, encode_frame, may_hold_control
 
 
 def test_unknown_types_pass_through_and_keys_in_any_order() -> None:
@@ -81,44 +74,6 @@ def test_batch_decode_equals_line_by_line(lines: list[bytes]) -> None:
     assert may_hold_control(lines) or not has_control
 
 
-def test_control_envelopes() -> None:
-    request = parse_control(
-        "control_request",
-        {"request": {"subtype": "can_use_tool", "x": 1}, "request_id": "r", "type": "x"},
-    )
-    assert isinstance(request, ControlRequest)
-    assert request.subtype == "can_use_tool"
-    response = parse_control(
-        "control_response",
-        {
-            "type": "control_response",
-            "response": {"subtype": "error", "request_id": "q", "error": "no"},
-        },
-    )
-    assert isinstance(response, ControlResponse) and response.response.error == "no"
-    cancel = parse_control("control_cancel_request", {"request_id": "z"})
-    assert cancel == ControlCancel("z")
-    assert parse_control("keep_alive", {"type": "keep_alive"}) is None
-
-
-@pytest.mark.parametrize(
-    ("kind", "frame", "request_id"),
-    [
-        ("control_request", {"request": {"subtype": "x"}}, None),
-        ("control_request", {"request_id": "r1", "request": {}}, "r1"),
-        ("control_request", {"request_id": "r2"}, "r2"),
-        ("control_response", {"response": {"subtype": "success"}}, None),
-        ("control_cancel_request", {}, None),
-    ],
-)
-def test_malformed_control_frames_name_what_is_missing(
-    kind: str, frame: dict[str, object], request_id: str | None
-) -> None:
-    with pytest.raises(MalformedFrame) as info:
-        parse_control(kind, frame)
-    assert info.value.request_id == request_id
-
-
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
@@ -146,8 +101,7 @@ def test_random_frames_round_trip_or_fail_typed(frame: dict[str, object], kind: 
     assert line.endswith(b"\n")
     decoded = decode_line(line[:-1])
     assert decoded == frame
-    with contextlib.suppress(MalformedFrame):
-        parse_control(kind, decoded)
+    ControlProtocol().receive([line[:-1]])  # routed or reported, never raised
 
 
 @given(st.binary(max_size=200))
