@@ -15,10 +15,10 @@ from helpers import peer_argv, real_session, real_session_logs
 
 from ctlwire.fixtures import records as r
 from ctlwire.fixtures.command import bundled_logs, fake_cli_argv
+from ctlwire.fixtures.log import LogFormatError, encode_records, read_log
+from ctlwire.fixtures.recording import RecordingTransport
 from ctlwire.fixtures.synthetic import LOGS, synthetic_header
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
-from ctlwire.protocol.log import LogFormatError, encode_records, read_log
-from ctlwire.protocol.recording import RecordingTransport
 from ctlwire.transport import ProcessExited, SubprocessTransport
 
 CTLWIRE = [sys.executable, "-m", "ctlwire.fixtures.command"]
