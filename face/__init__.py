@@ -1,0 +1,44 @@
+"""ctlwire: drive an agent CLI over its JSON-lines control protocol.
+
+The names an SDK author needs, in one place; the layers behind them are
+`ctlwire.transport` (bytes, lines, processes), `ctlwire.protocol` (frames and the
+dispatcher) and `ctlwire.fixtures` (the ``ctlwire`` command, fake CLI, session logs).
+"""
+
+from ctlwire.protocol import (
+    ControlError,
+    ControlSession,
+    Handler,
+    HookCallback,
+    HookMatcher,
+    RequestContext,
+    SessionClosed,
+)
+from ctlwire.transport import (
+    LineTooLong,
+    ProcessExited,
+    SubprocessTransport,
+    Transport,
+    TransportError,
+)
+
+# The one place the version is written: pyproject.toml reads it from here (a static
+# attr, no import), so `import ctlwire` needs no package metadata lookup.
+__version__ = "0.1.0"
+
+# Sorted; the common error base class (and the errors built on it) joins this list.
+__all__ = [
+    "ControlError",
+    "ControlSession",
+    "Handler",
+    "HookCallback",
+    "HookMatcher",
+    "LineTooLong",
+    "ProcessExited",
+    "RequestContext",
+    "SessionClosed",
+    "SubprocessTransport",
+    "Transport",
+    "TransportError",
+    "__version__",
+]
