@@ -352,6 +352,23 @@ def test_show_joins_requests_and_marks_cancels() -> None:
     ]
 
 
+def test_show_into_a_closed_pipe_exits_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -1` once head has its line: every write fails
+    try:
+        out = subprocess.run(
+            [*CTLWIRE, "show", "--json", str(real_session("slow_hook.jsonl"))],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (0, "")
+
+
 def test_show_marks_unanswered_requests(tmp_path: Path) -> None:
     log = r.write_log(
         tmp_path / "u.jsonl", [r.cli(r.request("lost", "can_use_tool", tool_name="Bash"))]
