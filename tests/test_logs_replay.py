@@ -352,6 +352,19 @@ def test_show_joins_requests_and_marks_cancels() -> None:
     ]
 
 
+def test_show_json_carries_payloads_as_json(tmp_path: Path) -> None:
+    records = [
+        r.cli(r.request("q", "can_use_tool", tool_name="Bash", input={"command": "ls"})),
+        r.sdk(r.success("q", {"behavior": "allow"})),
+        r.cli_line("[SandboxDebug] hi"),
+        r.cli_exit(0),
+    ]
+    log = r.write_log(tmp_path / "p.jsonl", records)
+    out = ctlwire("show", "--json", str(log))
+    payloads = [json.loads(x)["payload"] for x in out.stdout.splitlines()]
+    assert payloads == [records[0].frame, records[1].frame, "[SandboxDebug] hi", 0]
+
+
 def test_show_into_a_closed_pipe_exits_quietly() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # like `| head -1` once head has its line: every write fails
