@@ -34,7 +34,7 @@ typecheck: $(STAMP)
 	rm -rf build/typecheck
 	$(INSTALL) --no-deps --no-compile --target build/typecheck .
 	cd build/typecheck && MYPYPATH=. ../../$(BIN)/mypy --strict --no-incremental \
-		-p ctlwire.transport -p ctlwire.protocol -p ctlwire.fixtures
+		-p ctlwire
 
 pytest: $(STAMP)
 	$(INSTALL) --no-deps --force-reinstall .

@@ -15,10 +15,10 @@ from helpers import peer_argv, real_session, real_session_logs
 
 from ctlwire.fixtures import records as r
 from ctlwire.fixtures.command import bundled_logs, fake_cli_argv
+from ctlwire.fixtures.log import LogFormatError, encode_records, read_log
+from ctlwire.fixtures.recording import RecordingTransport
 from ctlwire.fixtures.synthetic import LOGS, synthetic_header
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
-from ctlwire.protocol.log import LogFormatError, encode_records, read_log
-from ctlwire.protocol.recording import RecordingTransport
 from ctlwire.transport import ProcessExited, SubprocessTransport
 
 CTLWIRE = [sys.executable, "-m", "ctlwire.fixtures.command"]
@@ -154,6 +154,16 @@ def test_corrupted_log_fails_with_a_pointer_to_the_record(tmp_path: Path, case: 
     assert out.returncode == 1, out.stdout
     assert f"FAIL {path}" in out.stdout
     assert pointer in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("content", ["", '{"ctlwire_log": 1, "argv": []}\n'])
+def test_a_log_without_records_fails_at_once(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text(content)
+    out = ctlwire("replay", str(path), timeout=15)  # the replay timeout is 30 s
+    assert out.returncode == 1
+    assert f"FAIL {path}" in out.stdout
+    assert "no records to replay" in out.stdout
 
 
 def test_unreadable_log_is_a_failure_not_a_crash(tmp_path: Path) -> None:
@@ -350,6 +360,36 @@ def test_show_joins_requests_and_marks_cancels() -> None:
         "success",
         "cancelled",
     ]
+
+
+def test_show_json_carries_payloads_as_json(tmp_path: Path) -> None:
+    records = [
+        r.cli(r.request("q", "can_use_tool", tool_name="Bash", input={"command": "ls"})),
+        r.sdk(r.success("q", {"behavior": "allow"})),
+        r.cli_line("[SandboxDebug] hi"),
+        r.cli_exit(0),
+    ]
+    log = r.write_log(tmp_path / "p.jsonl", records)
+    out = ctlwire("show", "--json", str(log))
+    payloads = [json.loads(x)["payload"] for x in out.stdout.splitlines()]
+    assert payloads == [records[0].frame, records[1].frame, "[SandboxDebug] hi", 0]
+
+
+def test_show_into_a_closed_pipe_exits_quietly() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -1` once head has its line: every write fails
+    try:
+        out = subprocess.run(
+            [*CTLWIRE, "show", "--json", str(real_session("slow_hook.jsonl"))],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (0, "")
 
 
 def test_show_marks_unanswered_requests(tmp_path: Path) -> None:

@@ -20,17 +20,17 @@ import pytest
 
 from ctlwire.fixtures.command import fake_cli_argv
 from ctlwire.fixtures.fake_api import FakeMessagesAPI, Turn
+from ctlwire.fixtures.log import read_log
 from ctlwire.fixtures.real_cli import (
     offline_environment,
     project_replacements,
     real_cli_argv,
     sanitize,
 )
+from ctlwire.fixtures.recording import RecordingTransport
 from ctlwire.fixtures.records import user, write_log
+from ctlwire.fixtures.replay import replay_log
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
-from ctlwire.protocol.log import read_log
-from ctlwire.protocol.recording import RecordingTransport
-from ctlwire.protocol.replay import replay_log
 from ctlwire.transport import ProcessExited, SubprocessTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]

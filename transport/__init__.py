@@ -6,6 +6,7 @@ from .base import StderrCallback, Transport
 from .errors import CtlwireError, InputClosed, LineTooLong, ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .memory import MemoryPeer, MemoryTransport, memory_transport_pair
+from .stderr import StderrLines
 from .subprocess import SubprocessTransport
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MemoryTransport",
     "ProcessExited",
     "StderrCallback",
+    "StderrLines",
     "SubprocessTransport",
     "TaskPool",
     "Transport",

@@ -1,0 +1,69 @@
+"""The package root: what `import ctlwire` offers, the version, and the layering rule."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import subprocess
+import sys
+from pathlib import Path
+
+import ctlwire
+import ctlwire.protocol
+import ctlwire.transport
+
+# Private names fixtures still imports until ctlwire.transport exports them.
+PUBLIC = {"ctlwire", "ctlwire.protocol", "ctlwire.protocol.wire", "ctlwire.transport"}
+
+
+def test_the_face_exports_what_an_sdk_needs() -> None:
+    for name in ctlwire.__all__:
+        assert hasattr(ctlwire, name), name
+    assert ctlwire.ControlSession is ctlwire.protocol.ControlSession
+    assert ctlwire.SubprocessTransport is ctlwire.transport.SubprocessTransport
+    assert ctlwire.__version__ == importlib.metadata.version("ctlwire")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_version_from_the_command_and_python_dash_m() -> None:
+    script = Path(sys.executable).with_name("ctlwire")
+    for argv in ([str(script)], [sys.executable, "-m", "ctlwire"]):
+        out = _run(*argv, "--version")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"ctlwire {ctlwire.__version__}"
+
+
+def test_importing_the_face_leaves_the_tooling_alone() -> None:
+    code = "import sys, ctlwire; print(sorted(m for m in sys.modules if 'fixtures' in m))"
+    out = _run(sys.executable, "-c", code)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Absolute names of the ctlwire modules one source file imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                found.add(f"{base}.{node.module}" if node.module else base)
+            elif node.module:
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.split(".")[0] == "ctlwire"}
+
+
+def test_layers_import_downwards_through_public_faces() -> None:
+    root = Path(ctlwire.__file__).parent
+    for layer, lower in [("transport", ()), ("protocol", ("transport",))]:
+        for path in (root / layer).glob("*.py"):
+            for name in _imports(path, f"ctlwire.{layer}"):
+                assert name.split(".")[1] in (layer, *lower), f"{path.name} imports {name}"
+    for path in (root / "fixtures").glob("*.py"):
+        for name in _imports(path, "ctlwire.fixtures"):
+            inside = name.startswith("ctlwire.fixtures")
+            assert inside or name in PUBLIC, f"{path.name} imports {name}"
