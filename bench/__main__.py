@@ -64,8 +64,9 @@ async def count_until_result(messages: AsyncIterator[dict[str, Any]]) -> int:
 # -- ctlwire ------------------------------------------------------------------------------
 
 
-async def ctlwire_run(cli: str, mode: str, n: int) -> float:
-    """Seconds from the user message to the result, through ControlSession."""
+async def ctlwire_run(cli: str, mode: str, n: int, plain: bool = False) -> float:
+    """Seconds from the user message to the result, through ControlSession (``plain``:
+    handlers on a task per request instead of the reused tasks of `TaskPool`)."""
 
     async def on_hook(inp: dict[str, Any], tool_use_id: str | None, ctx: RequestContext) -> Any:
         if mode == "storm" and inp["n"] % 2 == 0:
@@ -77,6 +78,12 @@ async def ctlwire_run(cli: str, mode: str, n: int) -> float:
         SubprocessTransport([cli], env=bench_env(mode, n), max_line_bytes=256 << 20) as t,
         ControlSession(t, hooks=hooks) as session,
     ):
+        if plain:
+            from bench.plain_runner import TaskGroupRunner
+
+            runner = TaskGroupRunner()
+            await runner.ready()
+            session._tasks = runner  # type: ignore[assignment]
         await session.initialize()
         started = time.perf_counter()
         await session.send(USER)
@@ -86,6 +93,42 @@ async def ctlwire_run(cli: str, mode: str, n: int) -> float:
     if mode == "flood":
         assert count == n, count
     return elapsed
+
+
+async def backlog_run(cli: str, n: int) -> dict[str, float]:
+    """The CLI writes ``n`` messages and then a hook while nobody reads messages: the
+    hook's answer latency (seen by the CLI), then every message, checked in order."""
+    served = anyio.Event()
+
+    async def on_hook(inp: dict[str, Any], tool_use_id: str | None, ctx: RequestContext) -> Any:
+        served.set()
+        return {"continue": True}
+
+    hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
+    async with (
+        SubprocessTransport([cli], env=bench_env("backlog", n)) as t,
+        ControlSession(t, hooks=hooks) as session,
+    ):
+        await session.initialize()
+        started = time.perf_counter()
+        await session.send(USER)
+        with anyio.fail_after(120):
+            await served.wait()  # not one message has been read so far
+        expected = 0
+        async for message in session.messages():
+            if message.get("type") == "result":
+                break
+            assert message["n"] == expected, (message["n"], expected)
+            expected += 1
+        elapsed = time.perf_counter() - started
+        assert expected == n, expected
+        peak_memory = session._buffer.peak_memory_bytes
+        await session.end_input()
+    return {
+        "seconds": elapsed,
+        "hook_latency": message["hook_latency"],
+        "peak_buffer_memory": peak_memory,
+    }
 
 
 # -- the reference SDK --------------------------------------------------------------------
@@ -251,14 +294,20 @@ def measure(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, floa
 def child_measure(cli: str, mode: str, n: int, backend: str) -> dict[str, float]:
     """A fresh interpreter runs one ctlwire transfer; returns seconds and RSS figures."""
     root = str(Path(__file__).parents[1])
+    call = (
+        f"backlog_run, {cli!r}, {n}"
+        if mode == "backlog"
+        else f"ctlwire_run, {cli!r}, {mode!r}, {n}"
+    )
     code = f"""
 import json, sys, anyio
 sys.path.insert(0, {root!r})
-from bench.__main__ import ctlwire_run, proc_status
+from bench.__main__ import backlog_run, ctlwire_run, proc_status
 base = proc_status("VmRSS")
-seconds = anyio.run(ctlwire_run, {cli!r}, {mode!r}, {n}, backend={backend!r})
+result = anyio.run({call}, backend={backend!r})
 peak = proc_status("VmHWM")
-print(json.dumps({{"seconds": seconds, "rss_growth": peak - base, "rss": peak}}))
+figures = result if isinstance(result, dict) else {{"seconds": result}}
+print(json.dumps({{**figures, "rss_growth": peak - base, "rss": peak}}))
 """
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
@@ -294,6 +343,7 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=100_000)
     parser.add_argument("--hooks", type=int, default=5_000)
     parser.add_argument("--storm", type=int, default=10_000)
+    parser.add_argument("--backlog", type=int, default=500_000)
     parser.add_argument("--big", type=int, nargs="*", default=[1, 4, 16, 64], help="MiB")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
@@ -336,9 +386,27 @@ def main() -> None:
             target=target,
         )
     for backend, placement in (("asyncio", "one CPU"), ("trio", "one CPU"), ("asyncio", "free")):
+        runs = contenders(cli, "hooks", args.hooks, backend)
+        # What the reused handler tasks buy: the same run with a task per request.
+        runs["plain"] = lambda b=backend: on_backend(  # type: ignore[misc]
+            ctlwire_run, b, cli, "hooks", args.hooks, True
+        )
         with one_cpu() if placement == "one CPU" else contextlib.nullcontext():
-            t = measure(contenders(cli, "hooks", args.hooks, backend), args.rounds)
+            t = measure(runs, args.rounds)
         rate = {k: args.hooks / v for k, v in t.items()}
+        row(
+            f"hooks, task per request ({backend}, {placement})",
+            "trips/s",
+            rate["plain"],
+            rate["reference"],
+            rate["limit"],
+        )
+        row(
+            f"hooks: TaskPool / task per request ({backend}, {placement})",
+            "x",
+            rate["ctlwire"] / rate["plain"],
+            target=">=1.10 to keep the pool",
+        )
         row(
             f"hook round trips/s ({backend}, {placement})",
             "trips/s",
@@ -368,6 +436,21 @@ def main() -> None:
             "x",
             big[64]["seconds"] / (4 * big[16]["seconds"]),
             target="<=1.5",
+        )
+    for backend in ("asyncio", "trio"):
+        backlog = child_measure(cli, "backlog", args.backlog, backend)
+        row(
+            f"backlog {args.backlog} unread, then a hook ({backend}): hook answered in",
+            "s",
+            backlog["hook_latency"],
+            target="<1 s",
+        )
+        row(f"backlog ({backend}): all delivered in order after", "s", backlog["seconds"])
+        row(
+            f"backlog ({backend}): peak RSS growth",
+            "MiB",
+            backlog["rss_growth"] / 2**20,
+            target="<64 MiB",
         )
     storm = child_measure(cli, "storm", args.storm, "asyncio")
     row(f"cancel storm {args.storm} hooks: seconds", "s", storm["seconds"])

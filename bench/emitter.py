@@ -8,6 +8,8 @@
 - storm: answer initialize; on the user message send N hook_callback requests at once,
   cancel the even ones, wait for the N/2 answers, then a result.
 - bigline: one frame whose line is N bytes, then a result.
+- backlog: N assistant frames as in flood, then one hook_callback request; once it is
+  answered, a result that carries how long the answer took (``hook_latency``, seconds).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 
 def out(data: bytes) -> None:
@@ -61,7 +64,7 @@ RESULT = b'{"type":"result","subtype":"success","is_error":false,"session_id":"b
 def main() -> None:
     mode, n = os.environ.get("BENCH_MODE", "flood"), int(os.environ.get("BENCH_N", "100000"))
     payload = b""
-    if mode == "flood":
+    if mode in ("flood", "backlog"):
         text = "x" * 180
         payload = b"".join(
             b'{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"'
@@ -103,6 +106,17 @@ def main() -> None:
             out(request)
             answer = next(incoming)
             assert b'"control_response"' in answer, answer
+    elif mode == "backlog":
+        out(payload)
+        sent = time.perf_counter()
+        out(hook(n))
+        answer = next(incoming)
+        latency = time.perf_counter() - sent
+        assert b'"control_response"' in answer, answer
+        out(b'{"type":"result","subtype":"success","hook_latency":%f}\n' % latency)
+        for _ in incoming:
+            pass
+        return
     elif mode == "storm":
         out(b"".join(hook(i) for i in range(n)))
         out(

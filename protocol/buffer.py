@@ -108,10 +108,10 @@ class MessageBuffer:
             file.flush()
             file.seek(self._read)
             chunk = file.read(min(READ_BACK, self._written - self._read))
-            while not chunk.endswith(b"\n"):  # a line longer than one read-back
+            while b"\n" not in chunk:  # one line longer than a read-back
                 more = file.read(READ_BACK)
                 if not more:
-                    break
+                    raise OSError(f"the spill file ends inside a line at {self._read}")
                 chunk += more
         except OSError as exc:
             raise SpillError(exc.errno, f"cannot read back unread messages: {exc}") from exc
