@@ -56,6 +56,14 @@ _serving: contextvars.ContextVar[ControlSession | None] = contextvars.ContextVar
 )
 
 
+def _missing_members(transport: object) -> list[str]:
+    """What ``transport`` lacks of the `Transport` interface (a clear error beats a
+    failure deep inside the reader)."""
+    wanted = {name for name in dir(Transport) if not name.startswith("_")}
+    wanted |= set(Transport.__annotations__)
+    return sorted(name for name in wanted if not hasattr(transport, name))
+
+
 class ControlSession(AsyncResource):
     """Speaks the control protocol over a transport.
 
@@ -75,8 +83,12 @@ class ControlSession(AsyncResource):
         spill_dir: str | os.PathLike[str] | None = None,
         close_timeout: float = 5.0,
     ) -> None:
-        if not isinstance(transport, Transport):
-            raise TypeError(f"transport must be a Transport, not {type(transport).__name__}")
+        missing = _missing_members(transport)
+        if missing:
+            raise TypeError(
+                f"transport must be a ctlwire Transport; {type(transport).__name__} lacks "
+                + ", ".join(missing)
+            )
         if close_timeout < 0:
             raise ValueError(f"close_timeout must not be negative, got {close_timeout}")
         self._transport = transport
@@ -128,6 +140,7 @@ class ControlSession(AsyncResource):
         finally:
             with anyio.CancelScope(shield=True):
                 await self._transport.aclose()
+            self._buffer.close()  # unread messages are dropped with the session
         await anyio.lowlevel.checkpoint_if_cancelled()
 
     @property

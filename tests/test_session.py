@@ -494,3 +494,16 @@ async def test_fast_path_keeps_order_loses_nothing_and_bounds_memory() -> None:
             if message["type"] == "result":
                 break
     assert first + rest == list(range(3001))
+
+
+async def test_a_transport_that_is_not_one_is_refused_naming_what_it_lacks() -> None:
+    class Half:
+        async def send(self, data: bytes) -> None: ...
+
+    with pytest.raises(TypeError, match=r"Half lacks aclose, end_input, exit_error"):
+        ControlSession(Half())  # type: ignore[arg-type]
+    transport, _ = memory_transport_pair()
+    with pytest.raises(ValueError, match="budget must be positive"):
+        ControlSession(transport, buffer_bytes=0)
+    with pytest.raises(TypeError, match="handler for 'can_use_tool' is not callable"):
+        ControlSession(transport, handlers={"can_use_tool": "allow"})  # type: ignore[dict-item]
