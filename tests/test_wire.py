@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 
 import pytest
@@ -117,3 +118,34 @@ def test_big_lines_are_never_joined_with_their_neighbours() -> None:
     frames = decode_lines(lines)
     assert [f["type"] for f in frames] == ["assistant", "result"]
     assert may_hold_control([big, b'{"type":"control_request"}'])
+
+
+def _escape_some(text: str, picks: list[bool]) -> str:
+    """``text`` as a JSON string body with the characters ``picks`` marks as \\u escapes
+    (upper or lower case hex, alternately)."""
+    out = []
+    for i, char in enumerate(text):
+        if picks[i % len(picks)]:
+            code = f"{ord(char):04x}"
+            out.append("\\u" + (code.upper() if i % 2 else code))
+        else:
+            out.append(json.dumps(char)[1:-1])
+    return "".join(out)
+
+
+@given(
+    st.sampled_from(["control_request", "control_response", "control_cancel_request"]),
+    st.lists(st.booleans(), min_size=1, max_size=20),
+    st.dictionaries(st.sampled_from(["a", "text", "n"]), json_values, max_size=3),
+    st.booleans(),
+)
+def test_the_fast_path_never_misses_a_control_frame(
+    kind: str, picks: list[bool], rest: dict[str, object], type_last: bool
+) -> None:
+    spelled = '"type":"' + _escape_some(kind, picks) + '"'
+    body = json.dumps(rest)[1:-1]
+    parts = [body, spelled] if type_last else [spelled, body]
+    line = ("{" + ",".join(p for p in parts if p) + "}").encode()
+    assert decode_line(line)["type"] == kind  # type: ignore[index]
+    assert may_hold_control([line])
+    assert may_hold_control([b'{"type":"assistant"}', line, b'{"type":"result"}'])
