@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from ctlwire.transport import LineFramer, StderrCallback, Transport
-from ctlwire.transport._lifecycle import AsyncResource
+from ctlwire.transport import AsyncResource, LineFramer, StderrCallback, Transport
 
 from .log import LogWriter
 

@@ -10,9 +10,14 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from ctlwire.transport import ProcessExited, Transport, TransportError
-from ctlwire.transport._backend import DetachedTask, TaskPool
-from ctlwire.transport._lifecycle import AsyncResource
+from ctlwire.transport import (
+    AsyncResource,
+    DetachedTask,
+    ProcessExited,
+    TaskPool,
+    Transport,
+    TransportError,
+)
 
 from .context import RequestContext
 from .errors import MalformedFrame, SessionClosed

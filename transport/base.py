@@ -18,8 +18,21 @@ class Transport(Protocol):
 
     on_stderr: StderrCallback | None
 
-    async def send(self, data: bytes | bytearray) -> None:
-        """Write bytes (whole lines) to the CLI's stdin; writers never interleave."""
+    async def start(self) -> None:
+        """Start the CLI (or connect to it); `TransportError` if it cannot be started."""
+        ...
+
+    async def send(
+        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
+        """Write whole lines; writers never interleave. With ``guard``: it is called right
+        before each attempt to put the first byte of ``data`` into the pipe (the write lock
+        held, nothing awaited between the call and the attempt), and as long as no byte of
+        ``data`` has been written; once it returns False nothing of ``data`` is written and
+        send returns False. Returns True once all of ``data`` was written.
+
+        Raises `InputClosed` after `end_input`, `InputBroken` once an earlier write
+        stopped part-way through a line, `ProcessExited` if the CLI is gone."""
         ...
 
     async def end_input(self) -> None:

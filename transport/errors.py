@@ -5,8 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-class TransportError(Exception):
+class CtlwireError(Exception):
+    """The base of every error ctlwire raises on purpose (transport and protocol)."""
+
+
+class TransportError(CtlwireError):
     """The byte pipe to the CLI failed or was closed."""
+
+
+class InputClosed(TransportError):
+    """A write after `end_input`: we closed the CLI's stdin on purpose."""
+
+
+class InputBroken(TransportError):
+    """An earlier write stopped part-way through a line, so the CLI's stdin holds half a
+    line and no later write can be framed; the message says why."""
 
 
 class LineTooLong(TransportError):

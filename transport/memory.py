@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._lifecycle import AsyncResource
 from .base import StderrCallback
-from .errors import ProcessExited, TransportError
+from .errors import InputClosed, ProcessExited
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .stderr import StderrLines
 
@@ -37,12 +38,19 @@ class MemoryTransport(AsyncResource):
     async def start(self) -> None:
         """Nothing to start: the peer is already there."""
 
-    async def send(self, data: bytes | bytearray) -> None:
+    async def send(
+        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if self._input_closed:
-            raise TransportError("cannot write: the CLI's stdin is already closed")
+            raise InputClosed("cannot write: the CLI's stdin is already closed")
         if self._peer.returncode is not None:
             raise self._peer.exit_error("cannot write to the CLI's stdin")
-        await self._peer._inbox_send.send(bytes(data))
+        if guard is not None and not guard():
+            return False
+        self._peer._inbox_send.send_nowait(bytes(data))  # the inbox is unbounded
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        return True
 
     async def end_input(self) -> None:
         if not self._input_closed:
