@@ -29,16 +29,19 @@ class LinuxChild(PosixChild):
             self._pidfd = os.pidfd_open(self.pid)
 
     @staticmethod
-    def tune_pipe(fd: int) -> None:
-        """Best effort: fewer, larger reads."""
+    def tune_pipe(fd: int) -> int:
+        """Best effort: fewer, larger reads. Return the size to read at once."""
         try:
             import fcntl
         except ImportError:
-            return
+            return PosixChild.tune_pipe(fd)
         size_op = getattr(fcntl, "F_SETPIPE_SZ", None)
-        if size_op is not None:
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, size_op, PIPE_SIZE)
+        if size_op is None:
+            return PosixChild.tune_pipe(fd)
+        try:
+            return max(fcntl.fcntl(fd, size_op, PIPE_SIZE), PIPE_SIZE)
+        except OSError:
+            return PIPE_SIZE  # over the user's limit: reads as big as before
 
     async def wait(self) -> None:
         if self._pidfd is not None:

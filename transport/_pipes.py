@@ -19,7 +19,7 @@ import anyio.lowlevel
 from ._backend import ReadableWatch, Watch
 from ._child import Child
 from .errors import TransportError
-from .subprocess import READ_SIZE, Input, Output, SubprocessTransport
+from .subprocess import READ_SIZE, Input, Output, SubprocessTransport, start_error
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,18 @@ class PipeTransport(SubprocessTransport):
     _stdout: int | None = None
     _stderr_fd: int | None = None
     _stdout_watch: Watch | None = None
+    # What one read asks for: the pipe's capacity. Asking for much more than a pipe can
+    # hold makes every read allocate a big buffer and shrink it, which fragments the heap.
+    _read_size = READ_SIZE
 
     async def _spawn(self) -> Child:
+        from ._child_posix import PosixChild
+
+        child_class: type[PosixChild] = PosixChild
         if self.kind == "linux":
-            from ._child_linux import LinuxChild as child_class
-        else:
-            from ._child_posix import PosixChild as child_class
+            from ._child_linux import LinuxChild
+
+            child_class = LinuxChild
         fds: list[int] = []
         try:
             stdin_r, stdin_w = os.pipe()
@@ -50,7 +56,7 @@ class PipeTransport(SubprocessTransport):
             fds += (stdout_r, stdout_w)
             stderr_r, stderr_w = os.pipe()
             fds += (stderr_r, stderr_w)
-            child_class.tune_pipe(stdout_r)
+            self._read_size = child_class.tune_pipe(stdout_r)
             # fork/exec returns at once; nothing here waits for the child.
             popen = subprocess.Popen(  # noqa: ASYNC220
                 self.argv,
@@ -67,7 +73,7 @@ class PipeTransport(SubprocessTransport):
             # a string. Either way nothing was started, and the pipes must not leak.
             for fd in fds:
                 os.close(fd)
-            raise TransportError(f"cannot start {self.argv[0]!r}: {exc}") from exc
+            raise start_error(self.argv[0], exc) from exc
         for fd in (stdin_r, stdout_w, stderr_w):
             os.close(fd)
         for fd in (stdin_w, stdout_r, stderr_r):
@@ -89,7 +95,7 @@ class PipeTransport(SubprocessTransport):
                 async with lock:
                     return await self._write_all(memoryview(data), guard, False)
             # Nothing below awaits before the lock is held, so lines cannot interleave.
-            if guard is not None and not guard():
+            if guard is not None and not self._ask(guard):
                 return False
             rest = self._write_available(memoryview(data))
             if rest:
@@ -105,6 +111,12 @@ class PipeTransport(SubprocessTransport):
             await self.wait_exit(1.0)
             raise self.exit_error("cannot write to the CLI's stdin") from None
 
+    def _ask(self, guard: Callable[[], bool]) -> bool:
+        """The guard's answer, asked only if a write could happen now."""
+        if self._input is not _OPEN:
+            raise self._input_error()
+        return guard()
+
     def _write_available(self, view: memoryview) -> memoryview:
         """Write what the pipe takes now; return what is left."""
         if self._input is not _OPEN:
@@ -119,7 +131,7 @@ class PipeTransport(SubprocessTransport):
     ) -> bool:
         """Write all of ``view``, waiting for room; ``started``: part of the line is out."""
         while True:
-            if guard is not None and not guard():
+            if guard is not None and not self._ask(guard):
                 return False
             rest = self._write_available(view)
             if not rest:
@@ -170,7 +182,7 @@ class PipeTransport(SubprocessTransport):
                         raise TransportError("the transport was closed") from None
                 waited = True
             try:
-                data = os.read(fd, READ_SIZE)
+                data = os.read(fd, self._read_size)
             except BlockingIOError:
                 if self._output is not _ORPHANED:
                     self._output = _DRAINED

@@ -18,7 +18,7 @@ from ._backend import current
 from ._child import Child
 from ._child_portable import PortableChild, spawn_options
 from .errors import TransportError
-from .subprocess import READ_SIZE, Input, Output, SubprocessTransport
+from .subprocess import READ_SIZE, Input, Output, SubprocessTransport, start_error
 
 _OPEN = Input.OPEN
 # What a write to a pipe whose reader is gone raises, depending on the backend.
@@ -45,7 +45,7 @@ class PortableTransport(SubprocessTransport):
                 **spawn_options(),
             )
         except (OSError, ValueError, TypeError) as exc:
-            raise TransportError(f"cannot start {self.argv[0]!r}: {exc}") from exc
+            raise start_error(self.argv[0], exc) from exc
         self._process = process
         self._cancel_breaks_input = current().NAME != "asyncio"
         return PortableChild(process)

@@ -61,6 +61,16 @@ class Life(enum.Enum):
     CLOSED = "closed"
 
 
+def start_error(program: str, exc: Exception) -> TransportError:
+    """What `start` raises when the child cannot be spawned."""
+    if isinstance(exc, OSError):
+        return TransportError(f"cannot start {program!r}: {exc}")
+    # Popen's ValueError (a NUL byte) or TypeError (a value that is not a string).
+    return TransportError(
+        f"cannot start {program!r}: bad argv, env or cwd: {type(exc).__name__}: {exc}"
+    )
+
+
 def _check_timeout(name: str, value: float) -> float:
     if not isinstance(value, int | float) or math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
@@ -206,6 +216,11 @@ class SubprocessTransport(AsyncResource):
         if isinstance(exc, KeyboardInterrupt):
             self._interrupted = True
         await self.aclose()
+
+    @property
+    def _closing(self) -> bool:
+        """aclose has begun (tests/test_faults.py polls this private name)."""
+        return self._life is Life.CLOSING or self._life is Life.CLOSED
 
     @property
     def pid(self) -> int | None:
