@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 # A read shorter than this means the CLI writes slower than we read (requests and
 # answers, not a flood): wait for readiness next time instead of failing a read first.
 SMALL_READ = 1 << 16
-_OPEN, _DRAINED, _ORPHANED = Input.OPEN, Output.DRAINED, Output.ORPHANED
+# Module constants: the hot paths compare against these without an Enum class lookup.
+_OPEN, _BROKEN = Input.OPEN, Input.BROKEN
+_READY, _DRAINED, _ORPHANED, _EOF = Output.READY, Output.DRAINED, Output.ORPHANED, Output.EOF
 
 
 class PipeTransport(SubprocessTransport):
@@ -151,13 +153,13 @@ class PipeTransport(SubprocessTransport):
             raise TransportError("the CLI's stdin was closed while writing") from None
         except BaseException as exc:
             if partial and self._input is _OPEN:
-                self._input = Input.BROKEN
+                self._input = _BROKEN
                 logger.debug("stdin broken mid-line by %r", exc)
             raise
 
     async def _close_input(self, state: Input) -> None:
         fd, self._stdin = self._stdin, None
-        if self._input is _OPEN or self._input is Input.BROKEN:
+        if self._input is _OPEN or self._input is _BROKEN:
             self._input = state
         if fd is not None:
             anyio.notify_closing(fd)
@@ -171,7 +173,7 @@ class PipeTransport(SubprocessTransport):
             if self._framer.error is not None:
                 raise self._framer.error
             fd = self._stdout
-            if fd is None or self._output is Output.EOF:
+            if fd is None or self._output is _EOF:
                 raise anyio.EndOfStream
             if self._output is _DRAINED:
                 assert self._stdout_watch is not None
@@ -190,7 +192,7 @@ class PipeTransport(SubprocessTransport):
                 data = b""
             else:
                 if self._output is not _ORPHANED:
-                    self._output = _DRAINED if len(data) < SMALL_READ else Output.READY
+                    self._output = _DRAINED if len(data) < SMALL_READ else _READY
             if not data:
                 self._stdout_ended()
                 lines = self._framer.end()
@@ -241,7 +243,7 @@ class PipeTransport(SubprocessTransport):
             if fd is not None:
                 anyio.notify_closing(fd)
                 os.close(fd)
-        if self._input is _OPEN or self._input is Input.BROKEN:
+        if self._input is _OPEN or self._input is _BROKEN:
             self._input = Input.CLOSED
         if self._stdout_watch is not None:
             self._stdout_watch.close()
