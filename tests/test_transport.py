@@ -234,3 +234,12 @@ def test_64_mib_line_with_128_mib_limit_in_bounded_memory(layer: str) -> None:
         grown = peak - base
         print(f"{backend} {layer}: 64 MiB line, RSS grew {grown / 2**20:.0f} MiB")
         assert grown < 3 * size, f"{backend}: peak RSS grew {grown} bytes for a {size}-byte line"
+
+
+async def test_a_second_enter_is_refused_and_leaves_the_child_running() -> None:
+    async with SubprocessTransport(peer_argv("echo")) as t:
+        with pytest.raises(RuntimeError, match="already started"):
+            async with t:
+                pass
+        assert t.returncode is None
+    assert t.returncode == 0

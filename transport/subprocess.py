@@ -200,6 +200,8 @@ class SubprocessTransport(AsyncResource):
         self._background.start()
 
     async def __aenter__(self) -> Self:
+        if self._life is not Life.NEW:
+            raise RuntimeError("transport already started")  # and not ours to close
         try:
             await self.start()
         except BaseException:
