@@ -202,9 +202,6 @@ class ControlProtocol:
         if entry is None:
             logger.debug("cancel for unknown or finished request %s ignored", request_id)
             return None
-        if entry.stage is Stage.WRITING:
-            logger.debug("cancel for %s came while its answer was being written", request_id)
-            return None
         del self._incoming[request_id]
         return RequestCancelled(request_id)
 
@@ -298,11 +295,8 @@ class ControlProtocol:
         return Answer(entry, line, self._claim)
 
     def _claim(self, answer: Answer) -> bool:
-        entry = answer.request
-        if self._incoming.get(entry.request_id) is not entry or entry.stage is not Stage.DECIDED:
-            return False
-        entry.stage = Stage.WRITING
-        return True
+        """Whether the answer may still go out: its request was not cancelled."""
+        return self._incoming.get(answer.request.request_id) is answer.request
 
     def answer_done(self, answer: Answer) -> None:
         """The answer was written, or will never be (cancelled, or the write failed)."""

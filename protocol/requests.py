@@ -69,8 +69,7 @@ class Stage(enum.Enum):
     """Where one of the CLI's requests stands while it is in flight."""
 
     RUNNING = "running"  # handed to its handler, which may not have started yet
-    DECIDED = "decided"  # its answer is encoded and waits for the pipe: a cancel still wins
-    WRITING = "writing"  # its answer is going out: too late to cancel
+    DECIDED = "decided"  # its answer is encoded and on its way to the pipe
 
 
 class IncomingRequest:
@@ -90,8 +89,10 @@ class IncomingRequest:
 class Answer:
     """An encoded answer that may be written only while its request is still wanted.
 
-    Pass `claim` as the transport's write guard: it is true (once) when nothing has
-    cancelled the request, and from then on a cancel comes too late.
+    Pass `claim` as the transport's write guard: the transport asks it right before
+    each attempt to write while no byte of the answer is out yet, and it is true as
+    long as nothing cancelled the request. Once a byte is out the transport finishes
+    the line without asking (half a line would corrupt the stream).
     """
 
     __slots__ = ("_claim", "line", "request")

@@ -307,6 +307,9 @@ class ControlSession(AsyncResource):
                 logger.warning("%s handler for %s raised %r", event.subtype, event.request_id, exc)
                 answer = protocol.answer_error(event.request_id, str(exc) or repr(exc))
             if answer is not None:
+                # The handler is done: from now on a cancel stops the write through the
+                # transport's guard, never by cancelling this task part-way through a line.
+                context._stop_task = None
                 await self._write_answer(answer)
         finally:
             if self._contexts.get(event.request_id) is context:

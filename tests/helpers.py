@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
+from ctlwire.transport._child import CHILD_ENV, missing
+
 TESTS = Path(__file__).parent
 PEER = TESTS / "peer.py"
 SHIPPED_LOGS = TESTS.parent / "fixtures" / "logs"
@@ -26,6 +30,16 @@ def real_session(name: str) -> Path:
     path = SHIPPED_LOGS / name
     assert path.is_file(), f"no shipped log {path}"
     return path
+
+
+def force_child(kind: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Make every SubprocessTransport (here and in Python children started from here)
+    use the ``kind`` implementation; skip if this interpreter cannot run it."""
+    lacking = missing(kind)
+    if lacking:
+        pytest.skip(f"{kind} cannot run here: lacks {', '.join(lacking)}")
+    monkeypatch.setenv(CHILD_ENV, kind)
+    return kind
 
 
 def peer_argv(*args: str) -> list[str]:

@@ -212,3 +212,38 @@ async def test_cancelled_wait_leaves_the_watch_usable(pipe: tuple[int, int]) -> 
     with anyio.fail_after(5):
         await watch.wait()
     watch.close()
+
+
+async def test_the_backend_is_decided_by_the_running_loop(anyio_backend: str) -> None:
+    from ctlwire.transport import _backend
+
+    backend = _backend.current()
+    assert anyio_backend == backend.NAME
+    wakeup = backend.Wakeup()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wakeup.wait)
+        await anyio.wait_all_tasks_blocked()
+        wakeup.set()
+        wakeup.set()  # once only; a second set is harmless
+
+
+async def test_detached_task_outlives_its_starter_and_is_cancelled_from_another() -> None:
+    from ctlwire.transport import DetachedTask
+
+    started = anyio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    task = DetachedTask(forever, "test")
+
+    async def starter() -> None:
+        task.start()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(starter)
+    with anyio.fail_after(5):
+        await started.wait()
+        task.cancel()
+        await task.wait()

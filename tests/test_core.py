@@ -86,12 +86,14 @@ def test_a_request_is_answered_once_then_forgotten() -> None:
     assert core.in_flight == {}
 
 
-def test_a_claimed_answer_cannot_be_claimed_again() -> None:
+def test_claim_is_asked_again_while_nothing_is_written_and_refuses_after_a_cancel() -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
     answer = core.answer("r1", {})
     assert answer is not None
-    assert answer.claim() and not answer.claim()
+    assert answer.claim() and answer.claim()  # the pipe was full: asked again, still wanted
+    feed(core, cancel("r1"))
+    assert not answer.claim()
 
 
 def test_duplicate_id_in_flight_is_reported_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
@@ -130,12 +132,13 @@ def test_cancel_after_the_answer_was_decided_but_before_it_was_written() -> None
     assert not answer.claim()  # the transport's guard: nothing is written
 
 
-def test_cancel_while_the_answer_is_being_written_is_too_late() -> None:
+def test_a_cancel_after_the_first_byte_left_is_still_reported() -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
     answer = core.answer("r1", {})
-    assert answer is not None and answer.claim()
-    assert feed(core, cancel("r1")) == []  # its bytes are going out: nothing to stop
+    assert answer is not None and answer.claim()  # the transport wrote the first bytes
+    # The transport finishes the line without asking again; the shell must not cut it.
+    assert feed(core, cancel("r1")) == [RequestCancelled("r1")]
     core.answer_done(answer)
     assert core.in_flight == {}
 

@@ -80,8 +80,7 @@ class CoreModel(RuleBasedStateMachine):
     def cli_cancel(self, rid: str) -> None:
         entry = self.core.in_flight.get(rid)
         events = self._receive({"type": "control_cancel_request", "request_id": rid})
-        if entry is None or entry.stage.value == "writing":
-            assert events == []
+        assert (events == []) == (entry is None)
 
     @rule(rid=IDS, raised=st.booleans())
     def handler_finishes(self, rid: str, raised: bool) -> None:
@@ -94,14 +93,18 @@ class CoreModel(RuleBasedStateMachine):
         self.decided.append(answer)
 
     @precondition(lambda self: self.decided)
-    @rule(pick=st.integers(0, 100), completes=st.booleans())
-    def write_attempt(self, pick: int, completes: bool) -> None:
+    @rule(pick=st.integers(0, 100), first_byte_out=st.booleans())
+    def write_attempt(self, pick: int, first_byte_out: bool) -> None:
+        """The transport asks the guard before an attempt; the attempt writes the first
+        bytes (then the line is finished without asking again) or nothing (pipe full)."""
         answer = self.decided.pop(pick % len(self.decided))
-        if answer.claim():
-            assert answer.request_id not in self.cancelled, "written after its cancel"
+        if not answer.claim():
+            self.core.answer_done(answer)  # refused: the write never happens
+            return
+        assert answer.request_id not in self.cancelled, "written after its cancel"
+        if first_byte_out:
             self.written[answer.request_id] += 1
             assert self.written[answer.request_id] == 1, "answered twice"
-        if completes:
             self.core.answer_done(answer)
         else:
             self.decided.append(answer)  # still waiting for the pipe

@@ -1,4 +1,5 @@
-"""SubprocessTransport against real child processes, on asyncio and trio."""
+"""SubprocessTransport against real child processes: the contract every child-process
+implementation (linux, posix, portable) keeps, each on asyncio and trio."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import peer_argv
+from helpers import force_child, peer_argv
 
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError
+from ctlwire.transport._child import KINDS
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True, params=KINDS)
+def child_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on each implementation this interpreter can run, forced
+    through ``CTLWIRE_CHILD`` (inherited by the fresh interpreters some tests start)."""
+    return force_child(str(request.param), monkeypatch)
 
 
 def group_gone(pgid: int, within: float = 5.0) -> bool:
@@ -37,9 +46,10 @@ async def read_all(transport: SubprocessTransport) -> list[bytes]:
         return lines
 
 
-async def test_echo_round_trip_and_exit_code() -> None:
+async def test_echo_round_trip_and_exit_code(child_kind: str) -> None:
     argv = [sys.executable, "-c", "import sys; [print(l.strip()) for l in sys.stdin]; sys.exit(4)"]
     async with SubprocessTransport(argv) as transport:
+        assert transport.kind == child_kind
         assert transport.pid is not None
         await transport.send(b'{"n": 1}\n{"n": 2}\n')
         await transport.end_input()
@@ -224,3 +234,12 @@ def test_64_mib_line_with_128_mib_limit_in_bounded_memory(layer: str) -> None:
         grown = peak - base
         print(f"{backend} {layer}: 64 MiB line, RSS grew {grown / 2**20:.0f} MiB")
         assert grown < 3 * size, f"{backend}: peak RSS grew {grown} bytes for a {size}-byte line"
+
+
+async def test_a_second_enter_is_refused_and_leaves_the_child_running() -> None:
+    async with SubprocessTransport(peer_argv("echo")) as t:
+        with pytest.raises(RuntimeError, match="already started"):
+            async with t:
+                pass
+        assert t.returncode is None
+    assert t.returncode == 0

@@ -1,9 +1,24 @@
-"""Bytes, lines and processes: the pipe between an SDK and the agent CLI."""
+"""Bytes, lines and processes: the pipe between an SDK and the agent CLI.
+
+This package runs the CLI as a child process (`SubprocessTransport`, on whichever of
+its three implementations the platform needs) or fakes one in memory
+(`memory_transport_pair`), frames its stdout into lines, reads its stderr, and holds
+the backend seam that lets the layers above run background tasks on asyncio or trio
+(`DetachedTask`, `TaskPool`). It may import nothing else of ctlwire; the layers above
+(``ctlwire.protocol``, ``ctlwire.fixtures``) import only the names exported here.
+"""
 
 from ._backend import DetachedTask, TaskPool
 from ._lifecycle import AsyncResource
 from .base import StderrCallback, Transport
-from .errors import CtlwireError, InputClosed, LineTooLong, ProcessExited, TransportError
+from .errors import (
+    CtlwireError,
+    InputBroken,
+    InputClosed,
+    LineTooLong,
+    ProcessExited,
+    TransportError,
+)
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .memory import MemoryPeer, MemoryTransport, memory_transport_pair
 from .stderr import StderrLines
@@ -14,6 +29,7 @@ __all__ = [
     "AsyncResource",
     "CtlwireError",
     "DetachedTask",
+    "InputBroken",
     "InputClosed",
     "LineFramer",
     "LineTooLong",

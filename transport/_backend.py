@@ -1,59 +1,79 @@
-"""The only backend-specific code in ctlwire: detached tasks and fd readiness.
+"""The backend seam: detached tasks, a task pool and fd readiness, on asyncio or trio.
 
 An object that needs background work (reading stderr, dispatching frames, serving
 requests) runs it in tasks owned by no caller's task group, because the caller's
 ``__aexit__`` may run in another task (an async generator's finalizer), and anyio's
 cancel scopes must be exited in the task that entered them.
+
+Which backend runs is decided once per object, by `current`; everything specific to one
+backend lives in ``_asyncio_backend`` or ``_trio_backend``, behind three names: ``spawn``
+(a detached task in a given context), ``Wakeup`` (a one-shot wakeup) and
+``ReadableWatch`` (fd readiness). anyio>=4.7 no longer depends on sniffio, so the
+decision is made here: a running asyncio loop means asyncio, anything else is trio.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import sys
 import types
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 logger = logging.getLogger(__name__)
 
-# asyncio keeps only weak references to tasks; hold ours until they finish.
-_running: set[object] = set()
-
 Cancel = Callable[[], object]
 Job = Callable[..., Coroutine[Any, Any, object]]
 
 
-def _trio_or_none() -> Any:
-    """The trio module if the calling task runs on trio, else None (asyncio)."""
-    trio = sys.modules.get("trio")
-    if trio is None:
-        return None
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return None
-    return trio
+class _Wakeup(Protocol):
+    def set(self) -> None: ...
+    async def wait(self) -> None: ...
 
 
-_UNKNOWN: Any = object()
+class Watch(Protocol):
+    async def wait(self) -> None: ...
+    def close(self) -> None: ...
 
 
-def _spawn(fn: Job, args: tuple[Any, ...], name: str, trio: Any = _UNKNOWN) -> object:
-    """Start ``fn(*args)`` in a new task of the running backend, outside any task group,
-    in a copy of the current context, and return the task. ``fn`` must let nothing but
-    cancellation escape. On asyncio the caller must hold the task until it ends.
-    ``trio`` is `_trio_or_none()`, if the caller knows it already."""
-    context = contextvars.copy_context()
-    if trio is _UNKNOWN:
-        trio = _trio_or_none()
-    if trio is not None:
-        return trio.lowlevel.spawn_system_task(fn, *args, name=name, context=context)
+class Backend(Protocol):
+    """What each backend module offers."""
+
+    NAME: str
+
+    def spawn(
+        self, fn: Any, args: tuple[Any, ...], name: str, context: contextvars.Context
+    ) -> object: ...
+
+    @property
+    def Wakeup(self) -> Callable[[], _Wakeup]: ...
+
+    @property
+    def ReadableWatch(self) -> Callable[[int], Watch]: ...
+
+
+def current() -> Backend:
+    """The backend of the calling task: asyncio if an asyncio loop runs, else trio."""
     import asyncio
 
-    return asyncio.get_running_loop().create_task(fn(*args), name=name, context=context)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        from . import _trio_backend as trio_backend
+
+        return trio_backend
+    from . import _asyncio_backend as asyncio_backend
+
+    return asyncio_backend
+
+
+def ReadableWatch(fd: int) -> Watch:
+    """Waits until a non-blocking fd can be read, from one task at a time; `close` it
+    before closing the fd. On asyncio the fd stays registered between waits (see
+    ``_asyncio_backend.ReadableWatch``); on trio it is ``anyio.wait_readable``."""
+    return current().ReadableWatch(fd)
 
 
 class DetachedTask:
@@ -65,15 +85,8 @@ class DetachedTask:
         self._scope = anyio.CancelScope()
         self._done = anyio.Event()
 
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
     def start(self) -> None:
-        task: Any = _spawn(self._run, (), self._name)
-        if hasattr(task, "add_done_callback"):  # asyncio: hold it until it ends
-            _running.add(task)
-            task.add_done_callback(_running.discard)
+        current().spawn(self._run, (), self._name, contextvars.copy_context())
 
     def cancel(self) -> None:
         self._scope.cancel()
@@ -130,36 +143,6 @@ class _Job:
             worker.scope.cancel()
 
 
-class _Wakeup:
-    """Wakes one waiting task once: an asyncio future or a trio event (an anyio.Event
-    costs twice as much, and the pool makes one per job)."""
-
-    __slots__ = ("_waiter",)
-
-    def __init__(self, trio: Any) -> None:
-        if trio is not None:
-            self._waiter = trio.Event()
-        else:
-            import asyncio
-
-            self._waiter = asyncio.get_running_loop().create_future()
-
-    def set(self) -> None:
-        waiter = self._waiter
-        if hasattr(waiter, "set_result"):
-            if not waiter.done():
-                waiter.set_result(None)
-        else:
-            waiter.set()
-
-    async def wait(self) -> None:
-        waiter = self._waiter
-        if hasattr(waiter, "set_result"):
-            await waiter
-        else:
-            await waiter.wait()
-
-
 class _Worker:
     __slots__ = ("assigned", "job", "scope")
 
@@ -184,12 +167,11 @@ class TaskPool:
     def __init__(self, name: str, max_idle: int = 16) -> None:
         self._name = name
         self._max_idle = max_idle
-        # Each worker with its task: asyncio holds tasks only weakly.
-        self._workers: dict[_Worker, object] = {}
+        self._workers: set[_Worker] = set()
         self._idle: list[_Worker] = []
         self._all_done: anyio.Event | None = None
         self._closing = False
-        self._trio: Any = _UNKNOWN  # learnt at the first start: a pool serves one event loop
+        self._backend: Backend | None = None  # learnt at the first start: one event loop
 
     def __len__(self) -> int:
         """Jobs running or about to run."""
@@ -204,10 +186,12 @@ class TaskPool:
             assert worker.assigned is not None
             worker.assigned.set()
         else:
-            if self._trio is _UNKNOWN:
-                self._trio = _trio_or_none()
+            backend = self._backend
+            if backend is None:
+                backend = self._backend = current()
             worker = _Worker(job)
-            self._workers[worker] = _spawn(self._work, (worker,), self._name, self._trio)
+            self._workers.add(worker)
+            backend.spawn(self._work, (worker,), self._name, contextvars.copy_context())
         job.worker = worker
         return job.cancel
 
@@ -229,6 +213,8 @@ class TaskPool:
             await self._all_done.wait()
 
     async def _work(self, worker: _Worker) -> None:
+        assert self._backend is not None
+        wakeup = self._backend.Wakeup
         try:
             with worker.scope:
                 while (job := worker.job) is not None:
@@ -237,14 +223,14 @@ class TaskPool:
                     worker.job = None
                     if job.cancelled or self._closing or len(self._idle) >= self._max_idle:
                         return
-                    worker.assigned = _Wakeup(self._trio)
+                    worker.assigned = wakeup()
                     self._idle.append(worker)
                     self._notify()
                     await worker.assigned.wait()
         finally:
             if worker in self._idle:
                 self._idle.remove(worker)
-            del self._workers[worker]
+            self._workers.discard(worker)
             self._notify()
 
     async def _run(self, job: _Job) -> None:
@@ -258,69 +244,3 @@ class TaskPool:
         if self._all_done is not None:
             self._all_done.set()
             self._all_done = None
-
-
-class ReadableWatch:
-    """Waits until a non-blocking fd can be read, from one task at a time.
-
-    On asyncio the fd stays registered with the selector between waits, and is dropped
-    only when it turns readable while nobody waits (it is level-triggered);
-    ``anyio.wait_readable`` adds and removes it on every call, two system calls and a
-    selector update per message in a request/response exchange. On trio it is
-    ``anyio.wait_readable``. Call `close` before closing the fd.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._trio: Any = _UNKNOWN
-        self._loop: Any = None  # the asyncio loop the fd is registered with, if any
-        self._waiter: Any = None
-        self._closed = False
-
-    async def wait(self) -> None:
-        """Return once the fd is readable; `anyio.ClosedResourceError` after `close`."""
-        if self._closed:
-            raise anyio.ClosedResourceError
-        if self._trio is _UNKNOWN:
-            self._trio = _trio_or_none()
-        if self._trio is not None:
-            await anyio.wait_readable(self._fd)
-            return
-        if self._waiter is not None:
-            raise anyio.BusyResourceError("reading from")
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            loop.add_reader(self._fd, self._on_readable)
-            self._loop = loop
-        self._waiter = waiter = loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-    def _on_readable(self) -> None:
-        waiter = self._waiter
-        if waiter is None:
-            self._unregister()
-        elif not waiter.done():
-            waiter.set_result(None)
-
-    def _unregister(self) -> None:
-        if self._loop is not None:
-            self._loop.remove_reader(self._fd)
-            self._loop = None
-
-    def close(self) -> None:
-        """Stop watching; a task waiting now gets `anyio.ClosedResourceError`."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._trio is not _UNKNOWN and self._trio is not None:
-            anyio.notify_closing(self._fd)
-            return
-        self._unregister()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(anyio.ClosedResourceError())

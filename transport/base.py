@@ -21,15 +21,20 @@ class Transport(Protocol):
     on_stderr: StderrCallback | None
 
     async def start(self) -> None:
-        """Start the CLI (or connect to it); called once, before anything else."""
+        """Start the CLI (or connect to it); `TransportError` if it cannot be started."""
         ...
 
     async def send(
         self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
     ) -> bool:
-        """Write whole lines to the CLI's stdin; writers never interleave. ``guard`` is
-        called right before the first byte of ``data`` would go out, with no checkpoint
-        in between; if it returns False nothing is written and send returns False."""
+        """Write whole lines; writers never interleave. With ``guard``: it is called right
+        before each attempt to put the first byte of ``data`` into the pipe (the write lock
+        held, nothing awaited between the call and the attempt), and as long as no byte of
+        ``data`` has been written; once it returns False nothing of ``data`` is written and
+        send returns False. Returns True once all of ``data`` was written.
+
+        Raises `InputClosed` after `end_input`, `InputBroken` once an earlier write
+        stopped part-way through a line, `ProcessExited` if the CLI is gone."""
         ...
 
     async def end_input(self) -> None:
@@ -45,7 +50,8 @@ class Transport(Protocol):
         ...
 
     def exit_error(self, detail: str) -> ProcessExited:
-        """A `ProcessExited` for ``detail`` with what is known of the CLI now."""
+        """A `ProcessExited` for ``detail`` with what is known of the CLI now (its exit
+        code, or that it still runs, and the last stderr lines)."""
         ...
 
     @property

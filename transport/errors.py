@@ -6,11 +6,20 @@ from collections.abc import Sequence
 
 
 class CtlwireError(Exception):
-    """The base of every error ctlwire raises."""
+    """The base of every error ctlwire raises on purpose (transport and protocol)."""
 
 
 class TransportError(CtlwireError):
     """The byte pipe to the CLI failed or was closed."""
+
+
+class InputClosed(TransportError):
+    """A write after `end_input`: we closed the CLI's stdin on purpose."""
+
+
+class InputBroken(TransportError):
+    """An earlier write stopped part-way through a line, so the CLI's stdin holds half a
+    line and no later write can be framed; the message says why."""
 
 
 class LineTooLong(TransportError):
@@ -42,7 +51,3 @@ class ProcessExited(TransportError):
         super().__init__(text)
         self.returncode = returncode
         self.stderr_tail = tuple(stderr_tail)
-
-
-class InputClosed(TransportError):
-    """A write after `end_input`: the CLI's stdin was closed on purpose."""

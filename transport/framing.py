@@ -5,6 +5,8 @@ from __future__ import annotations
 from .errors import LineTooLong
 
 DEFAULT_MAX_LINE_BYTES = 32 * 2**20
+SMALL_CHUNK = 1 << 18
+BIG_CHUNK = 1 << 22
 
 
 class LineFramer:
@@ -24,7 +26,7 @@ class LineFramer:
         self._limit = max_line_bytes
         # The partial line as a list of chunks, joined once when the line completes, so
         # a huge line arriving in many reads costs O(size), never a quadratic re-copy.
-        self._chunks: list[bytes] = []
+        self._chunks: list[bytes | bytearray] = []
         self._pending = 0
         self._failed: LineTooLong | None = None
 
@@ -95,8 +97,17 @@ class LineFramer:
 
     def _hold(self, data: bytes) -> None:
         self._check(self._pending + len(data))
-        self._chunks.append(data)
         self._pending += len(data)
+        chunks = self._chunks
+        if len(data) < SMALL_CHUNK:
+            # Small reads (a 64 KiB pipe) are gathered into one growing buffer: a huge
+            # line held as thousands of small objects fragments the C heap for good.
+            if chunks and type(last := chunks[-1]) is bytearray and len(last) < BIG_CHUNK:
+                last += data
+            else:
+                chunks.append(bytearray(data))
+        else:
+            chunks.append(data)
 
     def _take_held(self) -> bytes:
         """The held partial line, joined once; nothing is held after."""

@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from ._lifecycle import AsyncResource
 from .base import StderrCallback
-from .errors import InputClosed, ProcessExited, TransportError
+from .errors import InputClosed, ProcessExited
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .stderr import StderrLines
 
@@ -40,16 +41,15 @@ class MemoryTransport(AsyncResource):
     async def send(
         self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
     ) -> bool:
+        await anyio.lowlevel.checkpoint_if_cancelled()
         if self._input_closed:
             raise InputClosed("cannot write: the CLI's stdin is already closed")
         if self._peer.returncode is not None:
             raise self._peer.exit_error("cannot write to the CLI's stdin")
         if guard is not None and not guard():
             return False
-        try:
-            self._peer._inbox_send.send_nowait(bytes(data))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            raise TransportError("cannot write: the CLI side stopped reading") from None
+        self._peer._inbox_send.send_nowait(bytes(data))  # the inbox is unbounded
+        await anyio.lowlevel.cancel_shielded_checkpoint()
         return True
 
     async def end_input(self) -> None:
@@ -75,13 +75,13 @@ class MemoryTransport(AsyncResource):
             if lines:
                 return lines
 
+    def exit_error(self, detail: str) -> ProcessExited:
+        return ProcessExited(self._peer.returncode, self.stderr_tail, detail)
+
     async def wait_exit(self, timeout: float) -> int | None:
         with anyio.move_on_after(timeout):
             await self._peer._exited.wait()
         return self._peer.returncode
-
-    def exit_error(self, detail: str) -> ProcessExited:
-        return ProcessExited(self._peer.returncode, self.stderr_tail, detail)
 
     @property
     def returncode(self) -> int | None:
