@@ -1,0 +1,330 @@
+"""Adversarial cases against the dispatcher's rules, beyond what test_hostile.py covers.
+
+Every test asserts the behaviour the rules promise, so each one FAILS while the bug it
+targets exists. Each names the rule it checks; the report on branch ``adversary`` gives
+the observed behaviour and the diagnosis. Every case runs on asyncio and trio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import threading
+import types
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from helpers import TESTS
+
+from ctlwire.protocol import ControlSession, RequestContext, SessionClosed
+from ctlwire.transport import SubprocessTransport, memory_transport_pair
+
+pytestmark = pytest.mark.anyio
+
+HOSTILE = TESTS / "hostile_peer.py"
+SPILL_CHILD = TESTS / "adversary_spill.py"
+
+
+def req(rid: str, subtype: str = "ping", **fields: Any) -> dict[str, Any]:
+    return {"type": "control_request", "request_id": rid, "request": {"subtype": subtype, **fields}}
+
+
+def cancel(rid: str) -> dict[str, Any]:
+    return {"type": "control_cancel_request", "request_id": rid}
+
+
+def line(value: Any) -> str:
+    """One line as the latin-1 text hostile_peer's script carries."""
+    return json.dumps(value).encode().decode("latin-1") + "\n"
+
+
+def hostile(tmp_path: Path, steps: list[dict[str, Any]]) -> list[str]:
+    script = tmp_path / f"script_{len(list(tmp_path.glob('script_*')))}.json"
+    script.write_text(json.dumps(steps))
+    return [sys.executable, str(HOSTILE), str(script)]
+
+
+async def ping(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    return {"pong": request.get("v")}
+
+
+async def answers_until(peer: Any, rid: str) -> list[dict[str, Any]]:
+    """Every frame the SDK wrote, up to and including the answer to ``rid``."""
+    got: list[dict[str, Any]] = []
+    with anyio.fail_after(10):
+        while True:
+            frame = await peer.receive_frame()
+            got.append(frame)
+            if frame.get("type") == "control_response" and frame["response"]["request_id"] == rid:
+                return got
+
+
+async def poll(predicate: Any, what: str, deadline: float = 10.0) -> None:
+    """Wait (with a deadline) for a condition no event signals."""
+    with anyio.fail_after(deadline):
+        while not predicate():  # noqa: ASYNC110 - polling internal state, with a deadline
+            await anyio.sleep(0.001)
+
+
+# -- rule 7: a `{` line that does not parse is skipped, never glued to its neighbour ----------
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "fabricated"),
+    [
+        # each line alone is garbage; joined with "," they form two objects
+        (b'{"type":"assistant","a":[1', b'2]},{"type":"user"}', {"type": "assistant", "a": [1, 2]}),
+        # a string cut at a newline comes back with a comma the CLI never wrote
+        (b'{"type":"assistant","t":"x', b'y"},{"type":"user"}', {"type": "assistant", "t": "x,y"}),
+    ],
+)
+async def test_unparseable_lines_are_skipped_not_joined_into_messages(
+    first: bytes, second: bytes, fabricated: dict[str, Any]
+) -> None:
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport) as session:
+        await peer.write(first + b"\n" + second + b"\n" + b'{"type":"result","n":1}\n')
+        await peer.exit(0)
+        got = []
+        with anyio.fail_after(5):
+            async for message in session.messages():
+                got.append(message)
+    assert fabricated not in got
+    assert got == [{"type": "result", "n": 1}]
+
+
+# -- rules 2, 9, 1: an answer decided for a cancelled request answers nothing else -----------
+
+
+async def test_a_cancelled_handlers_answer_never_answers_a_new_request_with_its_id() -> None:
+    """The CLI cancels X while its handler sits in a worker thread (which anyio cannot
+    cancel), then sends a new request under the same id. The old handler's value must be
+    dropped; the new request must get the new handler's answer, exactly once."""
+    started, release = threading.Event(), threading.Event()
+    first_done, second_go = anyio.Event(), anyio.Event()
+
+    async def first(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        def work() -> dict[str, Any]:
+            started.set()
+            release.wait(10)
+            return {"from": "first (cancelled)"}
+
+        try:
+            return await anyio.to_thread.run_sync(work)
+        finally:
+            first_done.set()
+
+    async def second(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        await second_go.wait()
+        return {"from": "second"}
+
+    transport, peer = memory_transport_pair()
+    handlers = {"first": first, "second": second, "ping": ping}
+    async with ControlSession(transport, handlers=handlers) as session:
+        await peer.send_frame(req("X", "first"))
+        with anyio.fail_after(5):
+            await anyio.to_thread.run_sync(started.wait, 5)
+        await peer.send_frame(cancel("X"))
+        await peer.send_frame(req("X", "second"))
+        await poll(
+            lambda: getattr(session._protocol.in_flight.get("X"), "subtype", None) == "second",
+            "the second request with id X",
+        )
+        release.set()
+        with anyio.fail_after(5):
+            await first_done.wait()
+        await anyio.wait_all_tasks_blocked()
+        second_go.set()
+        await peer.send_frame(req("Z", "ping"))
+        written = await answers_until(peer, "Z")
+    for_x = [f["response"] for f in written if f["response"]["request_id"] == "X"]
+    assert for_x == [{"subtype": "success", "request_id": "X", "response": {"from": "second"}}]
+
+
+# -- rules 3, 1: a handler that raises gets an error answer, whatever it raises --------------
+
+
+async def test_a_handler_raising_a_cancelled_error_nobody_sent_is_still_answered() -> None:
+    """asyncio code raises CancelledError out of an awaited future that someone else
+    cancelled; the CLI did not cancel this request and the session did not close, so the
+    rule for a raising handler applies: an error answer, and the session goes on."""
+
+    async def broken(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        raise asyncio.CancelledError("the upstream future was cancelled")
+
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport, handlers={"broken": broken, "ping": ping}) as session:
+        await peer.send_frame(req("A", "broken"))
+        await peer.send_frame(req("Z", "ping"))
+        written = await answers_until(peer, "Z")
+        if not any(f["response"]["request_id"] == "A" for f in written):
+            written += await answers_until(peer, "A")
+        assert not session.closed
+    (answer,) = [f["response"] for f in written if f["response"]["request_id"] == "A"]
+    assert answer["subtype"] == "error"
+    assert "upstream future was cancelled" in answer["error"]
+
+
+# -- rule 5: memory bounded by the byte budget, also when spilled lines come back -------------
+
+
+async def test_reading_back_the_spill_file_keeps_memory_within_the_budget(tmp_path: Path) -> None:
+    budget = 4096
+    longest = 0
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport, buffer_bytes=budget, spill_dir=tmp_path) as session:
+        for i in range(20_000):  # one line per read: no read is bigger than a line
+            data = b'{"type":"assistant","n":%d}' % i
+            longest = max(longest, len(data))
+            await peer.write(data + b"\n")
+        await poll(lambda: len(session._buffer) == 20_000, "all lines queued")
+        assert session._buffer.spilled_bytes > 0
+        bound = budget + longest + 64  # the budget, plus one line and its overhead
+        worst = 0
+        seen = 0
+        with anyio.fail_after(20):
+            async for message in session.messages():
+                assert message["n"] == seen
+                seen += 1
+                worst = max(worst, session._buffer.memory_bytes)
+                if seen == 20_000:
+                    break
+    assert worst <= bound, f"{worst} bytes held in memory with a budget of {budget}"
+    assert session._buffer.peak_memory_bytes >= worst, "peak_memory_bytes under-reports"
+
+
+# -- rules 5, 6: a spill file that fails ends the session; it never spins the event loop ------
+
+
+async def test_a_failing_spill_file_ends_the_stream_instead_of_spinning(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(SPILL_CHILD), str(tmp_path), anyio_backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with anyio.move_on_after(10):  # the child needs well under a second when it works
+            while proc.poll() is None:  # noqa: ASYNC110 - waiting for a child, with a deadline
+                await anyio.sleep(0.02)
+        hung = proc.poll() is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    assert not hung, "messages() spins forever once the spill file cannot be read back"
+    text = out.decode()
+    assert text.startswith("SessionClosed") or text.startswith("ended cleanly after 3000"), (
+        text + err.decode()[-2000:]
+    )
+
+
+# -- rule 4: session end fails every pending request at once, even one still being written ----
+
+
+async def test_a_request_blocked_writing_fails_at_once_when_the_session_ends(
+    tmp_path: Path,
+) -> None:
+    """The CLI stops reading stdin (our request's write blocks on the full pipe), then
+    writes a line over the limit: the session ends, and the pending request must fail at
+    once with the reason, not hang until its timeout (here: none)."""
+    go = tmp_path / "go"
+    steps = [
+        {"stop_reading": True},
+        {"wait_file": str(go)},
+        {"write": '{"type":"assistant","pad":"' + "x" * 5000},
+        {"wait_file": str(tmp_path / "never")},
+    ]
+    transport = SubprocessTransport(
+        hostile(tmp_path, steps), max_line_bytes=1024, close_timeout=0.5, terminate_timeout=0.5
+    )
+    outcome: list[BaseException | dict[str, Any]] = []
+    settled = anyio.Event()
+    async with transport, ControlSession(transport, close_timeout=2) as session:
+
+        async def ask() -> None:
+            try:
+                outcome.append(
+                    await session.request({"subtype": "big", "pad": "x" * (4 << 20)}, None)
+                )
+            except Exception as exc:
+                outcome.append(exc)
+            finally:
+                settled.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await anyio.wait_all_tasks_blocked()  # the write now waits for the full pipe
+            go.touch()
+            await poll(lambda: session.closed, "the session to end on the long line")
+            with anyio.move_on_after(3):
+                await settled.wait()
+            failed_at_once = settled.is_set()
+            tg.cancel_scope.cancel()
+    assert failed_at_once, "the pending request still waits although the session ended"
+    (error,) = outcome
+    assert isinstance(error, SessionClosed), repr(error)
+    assert "max_line_bytes" in str(error)
+
+
+# -- rule 9: a session unable to answer never stays open in silence -------------------------
+
+
+async def test_a_request_that_cannot_be_answered_after_end_input_is_not_silent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After end_input the CLI still sends a request (it finishes its turn, asking for a
+    permission). The answer cannot be written: the session must end saying so (as it does
+    when the CLI closes its own stdin), or at least report it; it must not stay open with
+    the request silently unanswered."""
+    caplog.set_level(logging.INFO)
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport, handlers={"can_use_tool": ping}) as session:
+        await session.end_input()
+        await peer.send_frame(req("late", "can_use_tool", v=1))
+        await peer.send_frame({"type": "assistant", "n": 1})
+        got: list[dict[str, Any]] = []
+        error: BaseException | None = None
+        with anyio.move_on_after(3):
+            try:
+                async for message in session.messages():
+                    got.append(message)
+            except SessionClosed as exc:
+                error = exc
+        reported = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.WARNING and "late" in r.getMessage()
+        ]
+    assert got == [{"type": "assistant", "n": 1}]
+    assert error is not None or reported, (
+        "the CLI's request 'late' was never answered, the session stayed open, "
+        "and nothing above DEBUG said so"
+    )
+
+
+# -- rule 8 / handler results: any JSON object a handler returns is a JSON object -------------
+
+
+async def test_a_read_only_mapping_result_is_answered_as_the_object_it_is() -> None:
+    """`answer` accepts any Mapping as "a JSON object", then the encoder refuses those that
+    are not dicts: a mappingproxy of plain JSON values is answered as an error."""
+
+    async def frozen(request: dict[str, Any], ctx: RequestContext) -> Any:
+        return types.MappingProxyType({"behavior": "allow"})
+
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport, handlers={"frozen": frozen}):
+        await peer.send_frame(req("F", "frozen"))
+        written = await answers_until(peer, "F")
+    assert written[-1]["response"] == {
+        "subtype": "success",
+        "request_id": "F",
+        "response": {"behavior": "allow"},
+    }
