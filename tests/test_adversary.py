@@ -204,7 +204,7 @@ async def test_reading_back_the_spill_file_keeps_memory_within_the_budget(tmp_pa
 async def test_a_failing_spill_file_ends_the_stream_instead_of_spinning(
     tmp_path: Path, anyio_backend: str
 ) -> None:
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 - a child we must be able to kill
         [sys.executable, str(SPILL_CHILD), str(tmp_path), anyio_backend],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -328,3 +328,101 @@ async def test_a_read_only_mapping_result_is_answered_as_the_object_it_is() -> N
         "request_id": "F",
         "response": {"behavior": "allow"},
     }
+
+
+# -- rule 8: size changes nothing, numbers included ------------------------------------------
+
+
+@pytest.mark.parametrize("digits", [4301, 20_000])
+async def test_a_request_carrying_a_long_integer_is_answered(digits: int) -> None:
+    """Valid JSON with an integer longer than Python's int/str digit limit (4300): msgspec
+    refuses it, the standard library refuses it too, and the request is dropped as
+    "unparseable"; the CLI waits for an answer that never comes."""
+
+    async def ok(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        return {"ok": True}
+
+    big = b"1" + b"0" * (digits - 1)
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport, handlers={"ping": ok}):
+        await peer.write(
+            b'{"type":"control_request","request_id":"N","request":{"subtype":"ping","v":'
+            + big
+            + b"}}\n"
+        )
+        await peer.send_frame(req("Z", "ping"))
+        written = await answers_until(peer, "Z")
+        if not any(f["response"]["request_id"] == "N" for f in written):
+            with anyio.move_on_after(2):
+                written += await answers_until(peer, "N")
+    answered = [f["response"] for f in written if f["response"]["request_id"] == "N"]
+    assert answered == [{"subtype": "success", "request_id": "N", "response": {"ok": True}}]
+
+
+async def test_a_message_carrying_a_long_integer_is_delivered() -> None:
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport) as session:
+        await peer.write(b'{"type":"assistant","usage":' + b"9" * 5000 + b"}\n")
+        await peer.write(b'{"type":"result"}\n')
+        await peer.exit(0)
+        got = []
+        with anyio.fail_after(5):
+            async for message in session.messages():
+                got.append(message["type"])
+    assert got == ["assistant", "result"]
+
+
+# -- rule 4: the error that fails a pending request says why ---------------------------------
+
+
+async def test_a_request_pending_when_the_cli_exits_0_fails_with_its_stderr() -> None:
+    """The CLI prints why it gives up and exits 0 with our initialize unanswered: the
+    request must fail saying why (exit code and last stderr lines)."""
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport) as session, anyio.create_task_group() as tg:
+        errors: list[BaseException] = []
+
+        async def initialize() -> None:
+            try:
+                await session.initialize(timeout=10)
+            except Exception as exc:
+                errors.append(exc)
+
+        tg.start_soon(initialize)
+        with anyio.fail_after(5):
+            await peer.receive_frame()
+        await peer.send_stderr("Error: Invalid API key - please run /login")
+        await peer.exit(0)
+    (error,) = errors
+    assert isinstance(error, SessionClosed), repr(error)
+    assert "exit" in str(error) and "0" in str(error)
+    assert "Invalid API key" in str(error), str(error)
+
+
+async def test_a_request_blocked_writing_fails_with_session_closed_on_aclose(
+    tmp_path: Path,
+) -> None:
+    """`request` promises SessionClosed if the session ends first; aclose while its write
+    waits for a full pipe must not surface a transport detail instead."""
+    steps = [{"stop_reading": True}, {"wait_file": str(tmp_path / "never")}]
+    transport = SubprocessTransport(
+        hostile(tmp_path, steps), close_timeout=0.5, terminate_timeout=0.5
+    )
+    outcome: list[BaseException | dict[str, Any]] = []
+    async with transport, ControlSession(transport, close_timeout=2) as session:
+
+        async def ask() -> None:
+            try:
+                outcome.append(
+                    await session.request({"subtype": "big", "pad": "x" * (4 << 20)}, None)
+                )
+            except Exception as exc:
+                outcome.append(exc)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ask)
+                await anyio.wait_all_tasks_blocked()  # the write waits for the full pipe
+                await session.aclose()
+    (error,) = outcome
+    assert isinstance(error, SessionClosed), repr(error)
