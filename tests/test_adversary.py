@@ -426,3 +426,53 @@ async def test_a_request_blocked_writing_fails_with_session_closed_on_aclose(
                 await session.aclose()
     (error,) = outcome
     assert isinstance(error, SessionClosed), repr(error)
+
+
+# -- rule 6: close from any task waits for the handlers it cancels ---------------------------
+
+
+async def test_close_from_a_task_a_handler_spawned_still_waits_for_the_handlers() -> None:
+    """A handler hands work to a long-lived task (a watchdog that later closes the
+    session). That task inherits the handler's context variables, so `aclose` takes it
+    for a handler and returns without waiting: a cancelled handler is still running its
+    cleanup after the close returned."""
+    finals: list[str] = []
+    running = anyio.Event()
+    closed = anyio.Event()
+    watchdog_go = anyio.Event()
+
+    async def slow(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        running.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):  # a short async cleanup
+                for _ in range(20):
+                    await anyio.lowlevel.checkpoint()
+                finals.append(ctx.request_id)
+        return {}
+
+    async def watchdog() -> None:
+        await watchdog_go.wait()
+        await session.aclose()
+        closed.set()
+
+    async def arm(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        tg.start_soon(watchdog)  # a task of the application, started from a handler
+        return {}
+
+    transport, peer = memory_transport_pair()
+    session = ControlSession(transport, handlers={"slow": slow, "arm": arm}, close_timeout=5)
+    async with anyio.create_task_group() as tg, session:
+        await peer.send_frame(req("A", "arm"))
+        await answers_until(peer, "A")  # the handler that spawned the watchdog is done
+        await peer.send_frame(req("S", "slow"))
+        with anyio.fail_after(5):
+            await running.wait()
+        watchdog_go.set()
+        with anyio.fail_after(10):
+            await closed.wait()
+        cleanup_done_when_close_returned = list(finals)
+        reader_done_when_close_returned = session._reader.done
+    assert cleanup_done_when_close_returned == ["S"]
+    assert reader_done_when_close_returned
