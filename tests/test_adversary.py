@@ -476,3 +476,78 @@ async def test_close_from_a_task_a_handler_spawned_still_waits_for_the_handlers(
         reader_done_when_close_returned = session._reader.done
     assert cleanup_done_when_close_returned == ["S"]
     assert reader_done_when_close_returned
+
+
+# -- rule 9: a cancel wins until the first byte of the answer has left ------------------------
+
+
+async def test_a_cancel_wins_over_an_answer_claimed_but_still_waiting_for_the_pipe(
+    tmp_path: Path,
+) -> None:
+    """The pipe to the CLI is exactly full (nothing holds the write lock). The handler's
+    answer is claimed (stage WRITING) before its first write, which finds no room and
+    waits. The CLI cancels while not one byte of the answer has left: the cancel is
+    refused as "too late" and the answer is written after the cancel."""
+    import fcntl
+    import termios
+
+    filled, go, seen = tmp_path / "filled", tmp_path / "go", tmp_path / "seen"
+    final_answer = line(
+        {
+            "type": "control_response",
+            "response": {"subtype": "success", "request_id": "{id}", "response": {}},
+        }
+    )
+    steps = [
+        {"stop_reading": True},
+        {"write": line({"type": "assistant", "n": "stopped"})},
+        {"wait_file": str(filled)},
+        {"write": line(req("c1", "ping", v=1))},
+        {"wait_file": str(go)},
+        {"write": line(cancel("c1")) + line({"type": "assistant", "n": "after-cancel"})},
+        {"wait_file": str(seen)},
+        {"resume_reading": True},
+        {"await_request": "final"},
+        {"write_answer": final_answer},
+        {"report": True},
+    ]
+    decided = anyio.Event()
+
+    async def answer_at_once(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        decided.set()
+        return {"late": True}
+
+    def queued(fd: int) -> int:
+        return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), "little")
+
+    transport = SubprocessTransport(hostile(tmp_path, steps))
+    async with transport, ControlSession(transport, handlers={"ping": answer_at_once}) as session:
+        messages = session.messages()
+        with anyio.fail_after(20):
+            assert (await messages.__anext__())["n"] == "stopped"
+            stdin = transport._stdin
+            assert stdin is not None
+            # The peer's reading thread is parked in one last read: feed it a line.
+            await session.send({"type": "user", "n": 0})
+            await poll(lambda: queued(stdin) == 0, "the peer's last read")
+            size = fcntl.fcntl(stdin, fcntl.F_GETPIPE_SZ)
+            pad = size - len(json.dumps({"type": "user", "pad": ""}, separators=(",", ":"))) - 1
+            await session.send({"type": "user", "pad": "x" * pad})  # fills the pipe exactly
+            assert queued(stdin) == size
+            filled.touch()
+            await decided.wait()
+            await anyio.wait_all_tasks_blocked()  # the answer waits for room in the pipe
+            assert queued(stdin) == size  # not one byte of it has left
+            go.touch()
+            assert (await messages.__anext__())["n"] == "after-cancel"  # the cancel was read
+            seen.touch()
+            await session.request({"subtype": "final"}, timeout=20)
+            report = await messages.__anext__()
+            assert report["type"] == "report"
+        await messages.aclose()
+    written = [
+        f["response"]["request_id"]
+        for f in report["received"]
+        if f.get("type") == "control_response"
+    ]
+    assert "c1" not in written
