@@ -551,3 +551,77 @@ async def test_a_cancel_wins_over_an_answer_claimed_but_still_waiting_for_the_pi
         if f.get("type") == "control_response"
     ]
     assert "c1" not in written
+
+
+# -- rules 3, 1: an exception whose text cannot be read still yields an error answer ---------
+
+
+class _NoText(Exception):
+    """An exception whose __str__ fails (a library bug, common with custom __init__)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__()
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"failed with {self.args[0]}"  # IndexError: args is empty
+
+
+async def test_a_handler_raising_an_exception_with_a_broken_str_is_answered() -> None:
+    async def broken(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        raise _NoText(7)
+
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport, handlers={"broken": broken, "ping": ping}) as session:
+        await peer.send_frame(req("B", "broken"))
+        await peer.send_frame(req("Z", "ping"))
+        written = await answers_until(peer, "Z")
+        if not any(f["response"]["request_id"] == "B" for f in written):
+            with anyio.move_on_after(2):
+                written += await answers_until(peer, "B")
+        assert not session.closed
+    answered = [f["response"] for f in written if f["response"]["request_id"] == "B"]
+    assert len(answered) == 1 and answered[0]["subtype"] == "error", answered
+    assert "_NoText" in answered[0]["error"]
+
+
+# -- rule 8: a malformed answer to one of our requests fails it at once ----------------------
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # the id where older CLIs put it, no id inside the response
+        lambda rid: {
+            "type": "control_response",
+            "request_id": rid,
+            "response": {"subtype": "success"},
+        },
+        # the response body is not an object, the id beside it
+        lambda rid: {"type": "control_response", "request_id": rid, "response": "overloaded"},
+    ],
+    ids=["id-outside-the-response", "response-is-a-string"],
+)
+async def test_a_malformed_answer_that_names_our_request_fails_it_at_once(shape: Any) -> None:
+    transport, peer = memory_transport_pair()
+    async with ControlSession(transport) as session, anyio.create_task_group() as tg:
+        outcome: list[BaseException | dict[str, Any]] = []
+        settled = anyio.Event()
+
+        async def ask() -> None:
+            try:
+                outcome.append(await session.request({"subtype": "mcp_status"}, timeout=30))
+            except Exception as exc:
+                outcome.append(exc)
+            finally:
+                settled.set()
+
+        tg.start_soon(ask)
+        with anyio.fail_after(5):
+            sent = await peer.receive_frame()
+        await peer.send_frame(shape(sent["request_id"]))
+        with anyio.move_on_after(3):
+            await settled.wait()
+        tg.cancel_scope.cancel()
+    assert outcome, "the request still waits for its 30 s timeout after a malformed answer"
+    assert "malformed" in str(outcome[0]), repr(outcome[0])
