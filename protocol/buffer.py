@@ -7,6 +7,7 @@ somewhere bounded: raw lines, not decoded dicts, and the overflow on disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections import deque
@@ -37,6 +38,7 @@ class MessageBuffer:
         self._written = 0  # end of the spilled data in the file
         self._read = 0  # start of what was not read back yet
         self._spilled_lines = 0
+        self._broken: SpillError | None = None
         self.peak_memory_bytes = 0
 
     def __len__(self) -> int:
@@ -57,18 +59,41 @@ class MessageBuffer:
         """Queue lines after everything queued so far."""
         if not lines:
             return
+        if self._broken is not None:
+            raise self._broken
         if not self._spilled_lines:
             size = sum(map(len, lines)) + LINE_OVERHEAD * len(lines)
-            if self._memory_bytes + size <= self.budget or not self._memory:
-                self._memory.extend(lines)
-                self._memory_bytes += size
-                self.peak_memory_bytes = max(self.peak_memory_bytes, self._memory_bytes)
+            if self._memory_bytes + size <= self.budget:
+                self._keep(lines, size)
                 return
+            fit = self._fitting(lines, self.budget - self._memory_bytes)
+            if fit:
+                self._keep(lines[:fit], sum(map(len, lines[:fit])) + LINE_OVERHEAD * fit)
+                lines = lines[fit:]
+                if not lines:
+                    return
         self._spill(lines)
+
+    def _fitting(self, lines: list[bytes], room: int) -> int:
+        """How many of the first lines fit in ``room`` bytes (one, if memory is empty)."""
+        count = 0
+        for line in lines:
+            room -= len(line) + LINE_OVERHEAD
+            if room < 0:
+                break
+            count += 1
+        return count or (0 if self._memory else 1)
+
+    def _keep(self, lines: list[bytes], size: int) -> None:
+        self._memory.extend(lines)
+        self._memory_bytes += size
+        self.peak_memory_bytes = max(self.peak_memory_bytes, self._memory_bytes)
 
     def take(self, limit: int) -> list[bytes]:
         """Up to ``limit`` of the oldest lines (fewer only when fewer are queued)."""
         if not self._memory and self._spilled_lines:
+            if self._broken is not None:
+                raise self._broken
             self._read_back()
         memory = self._memory
         count = min(limit, len(memory))
@@ -77,12 +102,13 @@ class MessageBuffer:
         return taken
 
     def close(self) -> None:
-        """Drop everything and remove the overflow file."""
+        """Drop everything and remove the overflow file; a closed buffer is empty."""
         self._memory.clear()
         self._memory_bytes = 0
         self._spilled_lines = self._written = self._read = 0
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a failed spill fails its flush again
+                self._file.close()
             self._file = None
 
     def _spill(self, lines: list[bytes]) -> None:
@@ -94,9 +120,10 @@ class MessageBuffer:
             data = b"\n".join(lines) + b"\n"
             self._file.write(data)
         except OSError as exc:
-            raise SpillError(
+            self._broken = SpillError(
                 exc.errno, f"cannot keep unread messages in a temporary file: {exc}"
-            ) from exc
+            )
+            raise self._broken from exc
         self._written += len(data)
         self._spilled_lines += len(lines)
 
@@ -107,20 +134,23 @@ class MessageBuffer:
         try:
             file.flush()
             file.seek(self._read)
-            chunk = file.read(min(READ_BACK, self._written - self._read))
+            chunk = file.read(min(READ_BACK, self.budget, self._written - self._read))
             while b"\n" not in chunk:  # one line longer than a read-back
                 more = file.read(READ_BACK)
                 if not more:
                     raise OSError(f"the spill file ends inside a line at {self._read}")
                 chunk += more
         except OSError as exc:
-            raise SpillError(exc.errno, f"cannot read back unread messages: {exc}") from exc
-        end = chunk.rfind(b"\n") + 1
-        lines = chunk[: end - 1].split(b"\n")
-        self._read += end
-        self._spilled_lines -= len(lines)
-        self._memory.extend(lines)
-        self._memory_bytes += end - len(lines) + LINE_OVERHEAD * len(lines)
+            self._broken = SpillError(exc.errno, f"cannot read back unread messages: {exc}")
+            raise self._broken from exc
+        lines = chunk.split(b"\n")
+        lines.pop()  # what follows the last newline: the start of a line left for later
+        count = self._fitting(lines, self.budget)
+        lines = lines[:count]
+        size = sum(map(len, lines))
+        self._read += size + count
+        self._spilled_lines -= count
+        self._keep(lines, size + LINE_OVERHEAD * count)
         if self._read == self._written:  # all back in memory: start the file afresh
             self._read = self._written = 0
             file.seek(0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FrameDecodeError, MalformedFrame, SessionClosed
@@ -44,11 +44,13 @@ class Messages:
 
 @dataclass(frozen=True, slots=True)
 class RequestReceived:
-    """The CLI asks something: run the handler for ``subtype``, then `answer`."""
+    """The CLI asks something: run the handler for ``subtype``, then `answer` ``entry``
+    (the entry, not the id: the CLI may reuse an id once it cancelled the first)."""
 
     request_id: str
     subtype: str
     request: dict[str, Any]
+    entry: IncomingRequest = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +192,8 @@ class ControlProtocol:
             entry = self._incoming[request_id] = IncomingRequest(request_id, "", Stage.DECIDED)
             line = encode_frame(error_frame(request_id, error.detail))
             return RequestRejected(Answer(entry, line, self._claim))
-        self._incoming[request_id] = IncomingRequest(request_id, subtype)
-        return RequestReceived(request_id, subtype, request)
+        entry = self._incoming[request_id] = IncomingRequest(request_id, subtype)
+        return RequestReceived(request_id, subtype, request, entry)
 
     def _on_cancel(self, frame: Frame) -> Event | None:
         request_id = frame.get("request_id")
@@ -209,11 +211,11 @@ class ControlProtocol:
         body = frame.get("response")
         if type(body) is not dict:
             what = _lacks("a response object", frame, "response", "an object")
-            raise MalformedFrame(f"invalid control_response: {what}", frame)
+            return self._fail_named(frame, f"invalid control_response: {what}")
         request_id = body.get("request_id")
         if type(request_id) is not str:
             what = _lacks("response.request_id", body, "request_id")
-            raise MalformedFrame(f"invalid control_response: {what}", frame)
+            return self._fail_named(frame, f"invalid control_response: {what}")
         entry = self._outgoing.pop(request_id, None)
         if entry is None:
             logger.debug("dropping response for unknown or forgotten id %s", request_id)
@@ -239,6 +241,17 @@ class ControlProtocol:
                 if type(subtype) is str
                 else f"'subtype' is {json_type(subtype)}, not 'success' or 'error'"
             )
+        return ResponseReceived(entry)
+
+    def _fail_named(self, frame: Frame, what: str) -> Event | None:
+        """A response too malformed to route: if it names one of our requests anyway (an
+        id beside the body), fail that request now rather than at its timeout."""
+        request_id = frame.get("request_id")
+        entry = self._outgoing.pop(request_id, None) if type(request_id) is str else None
+        if entry is None:
+            raise MalformedFrame(what, frame)
+        logger.warning("malformed control frame: %s", MalformedFrame(what, frame))
+        entry.fail_malformed(what.removeprefix("invalid control_response: "))
         return ResponseReceived(entry)
 
     # -- our requests ---------------------------------------------------------------------
@@ -268,31 +281,32 @@ class ControlProtocol:
 
     # -- answering the CLI ----------------------------------------------------------------
 
-    def answer(self, request_id: str, result: object) -> Answer | None:
+    def answer(self, request: IncomingRequest, result: object) -> Answer | None:
         """The handler's result, encoded; None if the request was cancelled meanwhile.
         A result that is not a JSON object becomes an error answer saying so."""
         if result is None:
             result = {}
         if not isinstance(result, Mapping):
             return self.answer_error(
-                request_id, f"the handler returned {type(result).__name__}, not a dict"
+                request, f"the handler returned {type(result).__name__}, not a dict"
             )
         try:
-            line = encode_frame(success_frame(request_id, result))
+            line = encode_frame(success_frame(request.request_id, result))
         except (TypeError, ValueError) as exc:
-            return self.answer_error(request_id, f"the handler's answer is not JSON: {exc}")
-        return self._decide(request_id, line)
+            return self.answer_error(request, f"the handler's answer is not JSON: {exc}")
+        return self._decide(request, line)
 
-    def answer_error(self, request_id: str, message: str) -> Answer | None:
+    def answer_error(self, request: IncomingRequest, message: str) -> Answer | None:
         """An error answer (a handler raised, or none exists); None if cancelled."""
-        return self._decide(request_id, encode_frame(error_frame(request_id, message)))
+        return self._decide(request, encode_frame(error_frame(request.request_id, message)))
 
-    def _decide(self, request_id: str, line: bytearray) -> Answer | None:
-        entry = self._incoming.get(request_id)
-        if entry is None or entry.stage is not Stage.RUNNING:
+    def _decide(self, request: IncomingRequest, line: bytearray) -> Answer | None:
+        if self._incoming.get(request.request_id) is not request:
+            return None  # cancelled, or already answered
+        if request.stage is not Stage.RUNNING:
             return None
-        entry.stage = Stage.DECIDED
-        return Answer(entry, line, self._claim)
+        request.stage = Stage.DECIDED
+        return Answer(request, line, self._claim)
 
     def _claim(self, answer: Answer) -> bool:
         """Whether the answer may still go out: its request was not cancelled."""

@@ -7,7 +7,6 @@ the core; this module owns tasks, waiting and closing, from any task, on any bac
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 from collections import deque
@@ -24,6 +23,7 @@ from ctlwire.transport import (
     TaskPool,
     Transport,
     TransportError,
+    being_cancelled,
 )
 
 from .buffer import MessageBuffer, SpillError
@@ -37,7 +37,7 @@ from .core import (
 )
 from .errors import SessionClosed
 from .hooks import HookMatcher, HookRegistry
-from .requests import Answer
+from .requests import Answer, Outcome
 from .wire import Frame, encode_frame
 
 logger = logging.getLogger(__name__)
@@ -50,10 +50,21 @@ DECODE_RUN = 64
 EXIT_AFTER_EOF_TIMEOUT = 1.0
 DEFAULT_BUFFER_BYTES = 16 * 2**20
 
-# Set inside a handler: the session it serves (closing from there must not wait for it).
-_serving: contextvars.ContextVar[ControlSession | None] = contextvars.ContextVar(
-    "ctlwire_serving", default=None
-)
+
+def _really_stopping(exc: BaseException) -> bool:
+    """A BaseException that must go on up: the task is being cancelled or the process
+    is stopping. A cancellation exception some awaited thing raised on its own (a future
+    cancelled elsewhere) is the handler's failure, and answered as one."""
+    return isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit) or being_cancelled()
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's text for an error answer, even when its ``__str__`` fails."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    return text or f"{type(exc).__name__} raised"
 
 
 def _missing_members(transport: object) -> list[str]:
@@ -106,6 +117,7 @@ class ControlSession(AsyncResource):
         self._decoded: deque[Frame] = deque()
         self._data_waiter: anyio.Event | None = None
         self._contexts: dict[str, RequestContext] = {}
+        self._serving: set[int] = set()  # the tasks running a handler right now
         self._reader = DetachedTask(self._run, name="ctlwire session reader")
         self._tasks = TaskPool("ctlwire handler")
         self._started = False
@@ -125,7 +137,7 @@ class ControlSession(AsyncResource):
     async def aclose(self) -> None:
         """Cancel handlers (writing nothing for them), fail pending requests, close the
         transport. Idempotent, bounded in time, safe from any task, a handler included."""
-        from_handler = _serving.get() is self
+        from_handler = anyio.get_current_task().id in self._serving
         if not self._closing:
             self._closing = True
             self._end(SessionClosed("the session was closed"), None)
@@ -181,10 +193,18 @@ class ControlSession(AsyncResource):
         self._check_open()
         entry = self._protocol.start_request(request)
         answered = anyio.Event()
-        entry.on_settled = answered.set
+        writing = anyio.CancelScope()
+
+        def settled() -> None:
+            answered.set()
+            if entry.outcome is Outcome.FAILED:  # the session ended: stop waiting to write
+                writing.cancel()
+
+        entry.on_settled = settled
         try:
             with anyio.fail_after(timeout):
-                await self._write(entry.line)
+                with writing:
+                    await self._write(entry.line)
                 await answered.wait()
         finally:
             self._protocol.forget_request(entry)
@@ -211,6 +231,7 @@ class ControlSession(AsyncResource):
                     decoded.extend(decode(buffer.take(DECODE_RUN)))
                 except SpillError as exc:
                     self._fail(SessionClosed("unread messages were lost", exc))
+                    buffer.close()
             elif self._ended is not None:
                 if self._failure is not None:
                     raise SessionClosed(self._ended.reason, self._failure)
@@ -230,6 +251,8 @@ class ControlSession(AsyncResource):
         except InputClosed:
             raise
         except TransportError as exc:
+            if self._ended is not None:  # closed under the write: say that, not how
+                raise SessionClosed(self._ended.reason, self._failure) from exc
             self._fail(SessionClosed("cannot write to the CLI", exc))
             raise
 
@@ -243,8 +266,10 @@ class ControlSession(AsyncResource):
                 await self._read()
             except anyio.EndOfStream:
                 ended, failure = await self._why_output_ended()
-            except (TransportError, SpillError) as exc:
+            except TransportError as exc:
                 ended, failure = SessionClosed("the transport failed", exc), exc
+            except SpillError as exc:
+                ended, failure = SessionClosed("unread messages could not be kept", exc), exc
         except Exception as exc:
             logger.exception("session reader failed")
             ended, failure = SessionClosed("the session reader failed", exc), exc
@@ -256,8 +281,8 @@ class ControlSession(AsyncResource):
     async def _why_output_ended(self) -> tuple[SessionClosed, BaseException | None]:
         transport = self._transport
         code = await transport.wait_exit(EXIT_AFTER_EOF_TIMEOUT)
-        if code == 0:
-            return SessionClosed("the CLI closed its output (exit code 0)"), None
+        if code == 0:  # a clean end, but a request still waiting learns what the CLI said
+            return SessionClosed("the CLI closed its output", transport.exit_error("")), None
         failure = transport.exit_error(
             "the CLI closed its output" if code is None else "the CLI exited"
         )
@@ -295,23 +320,28 @@ class ControlSession(AsyncResource):
             context._cancel()
 
     async def _serve(self, event: RequestReceived, context: RequestContext) -> None:
-        _serving.set(self)
+        task = anyio.get_current_task().id
+        self._serving.add(task)
         protocol = self._protocol
         try:
             handler = self._handlers.get(event.subtype)
             try:
                 if handler is None:
                     raise LookupError(f"no handler for control request {event.subtype!r}")
-                answer = protocol.answer(event.request_id, await handler(event.request, context))
-            except Exception as exc:
-                logger.warning("%s handler for %s raised %r", event.subtype, event.request_id, exc)
-                answer = protocol.answer_error(event.request_id, str(exc) or repr(exc))
+                answer = protocol.answer(event.entry, await handler(event.request, context))
+            except BaseException as exc:
+                if not isinstance(exc, Exception) and _really_stopping(exc):
+                    raise
+                text = _describe(exc)
+                logger.warning("%s handler for %s raised %s", event.subtype, event.request_id, text)
+                answer = protocol.answer_error(event.entry, text)
             if answer is not None:
                 # The handler is done: from now on a cancel stops the write through the
                 # transport's guard, never by cancelling this task part-way through a line.
                 context._stop_task = None
                 await self._write_answer(answer)
         finally:
+            self._serving.discard(task)
             if self._contexts.get(event.request_id) is context:
                 del self._contexts[event.request_id]
 
@@ -345,7 +375,7 @@ class ControlSession(AsyncResource):
         if self._ended is not None:
             return
         self._ended, self._failure = ended, failure
-        for request_id in self._protocol.close(SessionClosed(ended.reason, failure)):
+        for request_id in self._protocol.close(SessionClosed(ended.reason, ended.cause)):
             self._cancel_handler(request_id)
         self._tasks.cancel_all()
         waiter = self._data_waiter

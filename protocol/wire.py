@@ -28,9 +28,18 @@ KEEP_ALIVE: Final = "keep_alive"
 Frame = dict[str, Any]
 
 _decoder = msgspec.json.Decoder()
-# Typed as a list of objects, so msgspec itself checks that each line was an object.
-_batch_decoder = msgspec.json.Decoder(list[dict[str, Any]])
-_encoder = msgspec.json.Encoder()
+# Typed as objects, so msgspec itself checks that each line holds exactly one object.
+_lines_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _plain_mapping(value: object) -> object:
+    """msgspec encodes dicts; any other mapping a handler returns is encoded as one."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+_encoder = msgspec.json.Encoder(enc_hook=_plain_mapping)
 
 # Batches up to this size are joined for one search / one decode; past it (a read that
 # ends a huge line) each line is handled alone, so a big line is never copied again.
@@ -89,6 +98,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DIGITS = 4000  # under the interpreter's limit on converting digit strings to int
+
+
+def _parse_int(digits: str) -> int:
+    """Any JSON integer, however long (int() refuses over ~4300 digits)."""
+    if len(digits) <= _DIGITS:
+        return int(digits)
+    sign, digits = (-1, digits[1:]) if digits[0] == "-" else (1, digits)
+    value = 0
+    for start in range(0, len(digits), _DIGITS):
+        chunk = digits[start : start + _DIGITS]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return sign * value
+
+
 def _decode_refused(line: bytes, error: BaseException) -> Any:
     """A line msgspec refused: lone surrogates and huge numbers are valid JSON still."""
     try:
@@ -97,7 +121,7 @@ def _decode_refused(line: bytes, error: BaseException) -> Any:
         logger.debug("skipping stdout line that is not UTF-8: %s", preview(line))
         return None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except (ValueError, RecursionError):
         raise FrameDecodeError(f"unparseable JSON frame ({error})", line) from None
 
@@ -114,9 +138,9 @@ def parse_object(line: bytes) -> Frame | None:
 def decode_lines(lines: list[bytes]) -> list[Frame]:
     """Decode a batch of lines, skipping non-JSON ones and logging unparseable ones.
 
-    The fast path parses the whole batch as one JSON array, one msgspec call; it is
-    taken only when that yields exactly one object per line, so a noisy batch falls back
-    to line-by-line decoding with the same result.
+    The fast path parses the whole batch in one msgspec call, each line on its own (a
+    line that is not exactly one object fails it); a noisy batch falls back to
+    line-by-line decoding with the same result.
     """
     if len(lines) > 1 and sum(map(len, lines)) <= BATCH_BYTES:
         batch = _decode_batch(lines)
@@ -136,12 +160,9 @@ def decode_lines(lines: list[bytes]) -> list[Frame]:
 
 
 def _decode_batch(lines: list[bytes]) -> list[Frame] | None:
-    """All lines as one JSON array, or None when that is not one object per line."""
-    framed = lines.copy()
-    framed[0] = b"[" + framed[0]
-    framed[-1] = framed[-1] + b"]"
+    """Every line as one object, or None when some line is anything else."""
     try:
-        batch = _batch_decoder.decode(b",".join(framed))
+        batch = _lines_decoder.decode_lines(b"\n".join(lines))
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     return batch if len(batch) == len(lines) else None

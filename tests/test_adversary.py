@@ -437,7 +437,7 @@ async def test_close_from_a_task_a_handler_spawned_still_waits_for_the_handlers(
         with anyio.fail_after(10):
             await closed.wait()
         cleanup_done_when_close_returned = list(finals)
-        reader_done_when_close_returned = session._reader.done
+        reader_done_when_close_returned = session._reader._done.is_set()
     assert cleanup_done_when_close_returned == ["S"]
     assert reader_done_when_close_returned
 
@@ -449,9 +449,9 @@ async def test_a_cancel_wins_over_an_answer_claimed_but_still_waiting_for_the_pi
     tmp_path: Path,
 ) -> None:
     """The pipe to the CLI is exactly full (nothing holds the write lock). The handler's
-    answer is claimed (stage WRITING) before its first write, which finds no room and
-    waits. The CLI cancels while not one byte of the answer has left: the cancel is
-    refused as "too late" and the answer is written after the cancel."""
+    answer is allowed by the guard, but its first write finds no room and waits. The CLI
+    cancels while not one byte of the answer has left: the guard, asked again before the
+    next attempt, must refuse (a one-shot claim once took the cancel for "too late")."""
     import fcntl
     import termios
 

@@ -12,6 +12,7 @@ from ctlwire.protocol import (
     ControlError,
     ControlProtocol,
     Event,
+    IncomingRequest,
     MalformedAnswer,
     Messages,
     Outcome,
@@ -55,13 +56,22 @@ def success(rid: str, payload: Any) -> bytes:
     return line({"type": "control_response", "response": body})
 
 
+def received(rid: str, subtype: str, request: dict[str, Any]) -> RequestReceived:
+    """The event `receive` makes, for comparing (its entry is not compared)."""
+    return RequestReceived(rid, subtype, request, None)  # type: ignore[arg-type]
+
+
 def messages_of(core: ControlProtocol, events: list[Event]) -> list[dict[str, Any]]:
     return [m for e in events if isinstance(e, Messages) for m in core.decode_messages(e.lines)]
 
 
+def entry(core: ControlProtocol, rid: str) -> IncomingRequest:
+    return core.in_flight[rid]
+
+
 def answered(core: ControlProtocol, rid: str, result: Any = None) -> dict[str, Any]:
     """Answer ``rid``, claim the write, finish it; the decoded line written."""
-    answer = core.answer(rid, result if result is not None else {"ok": True})
+    answer = core.answer(entry(core, rid), result if result is not None else {"ok": True})
     assert answer is not None and answer.claim()
     core.answer_done(answer)
     return dict(json.loads(answer.line))
@@ -74,22 +84,23 @@ def test_a_request_is_answered_once_then_forgotten() -> None:
     core = ControlProtocol()
     events = feed(core, request("r1", tool_name="Write"))
     assert events == [
-        RequestReceived("r1", "can_use_tool", {"subtype": "can_use_tool", "tool_name": "Write"})
+        received("r1", "can_use_tool", {"subtype": "can_use_tool", "tool_name": "Write"})
     ]
-    assert core.in_flight["r1"].stage is Stage.RUNNING
+    first = core.in_flight["r1"]
+    assert first.stage is Stage.RUNNING
     written = answered(core, "r1", {"behavior": "allow"})
     assert written == {
         "type": "control_response",
         "response": {"subtype": "success", "request_id": "r1", "response": {"behavior": "allow"}},
     }
-    assert core.answer("r1", {}) is None  # a second answer has nowhere to go
+    assert core.answer(first, {}) is None  # a second answer has nowhere to go
     assert core.in_flight == {}
 
 
 def test_claim_is_asked_again_while_nothing_is_written_and_refuses_after_a_cancel() -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
-    answer = core.answer("r1", {})
+    answer = core.answer(entry(core, "r1"), {})
     assert answer is not None
     assert answer.claim() and answer.claim()  # the pipe was full: asked again, still wanted
     feed(core, cancel("r1"))
@@ -102,7 +113,7 @@ def test_duplicate_id_in_flight_is_reported_and_ignored(caplog: pytest.LogCaptur
     assert "duplicate control_request id dup" in caplog.text
     answered(core, "dup")
     assert feed(core, request("dup")) == [
-        RequestReceived("dup", "can_use_tool", {"subtype": "can_use_tool"})
+        received("dup", "can_use_tool", {"subtype": "can_use_tool"})
     ]
 
 
@@ -112,8 +123,12 @@ def test_duplicate_id_in_flight_is_reported_and_ignored(caplog: pytest.LogCaptur
 def test_cancel_while_running_stops_the_handler_and_refuses_the_answer() -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
+    running = entry(core, "r1")
     assert feed(core, cancel("r1")) == [RequestCancelled("r1")]
-    assert core.answer("r1", {}) is None and core.answer_error("r1", "x") is None
+    assert core.answer(running, {}) is None and core.answer_error(running, "x") is None
+    feed(core, request("r1"))  # the CLI reuses the id: the cancelled handler's late answer
+    assert core.answer(running, {"stale": 1}) is None  # never answers the new request
+    assert core.answer(entry(core, "r1"), {"fresh": 1}) is not None
 
 
 def test_cancel_in_the_same_read_as_its_request() -> None:
@@ -126,7 +141,7 @@ def test_cancel_in_the_same_read_as_its_request() -> None:
 def test_cancel_after_the_answer_was_decided_but_before_it_was_written() -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
-    answer = core.answer("r1", {"late": True})
+    answer = core.answer(entry(core, "r1"), {"late": True})
     assert answer is not None and answer.request.stage is Stage.DECIDED
     assert feed(core, cancel("r1")) == [RequestCancelled("r1")]
     assert not answer.claim()  # the transport's guard: nothing is written
@@ -135,7 +150,7 @@ def test_cancel_after_the_answer_was_decided_but_before_it_was_written() -> None
 def test_a_cancel_after_the_first_byte_left_is_still_reported() -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
-    answer = core.answer("r1", {})
+    answer = core.answer(entry(core, "r1"), {})
     assert answer is not None and answer.claim()  # the transport wrote the first bytes
     # The transport finishes the line without asking again; the shell must not cut it.
     assert feed(core, cancel("r1")) == [RequestCancelled("r1")]
@@ -157,7 +172,7 @@ def test_cancel_for_unknown_or_finished_ids_is_a_no_op() -> None:
 def test_error_answer_carries_the_text() -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
-    answer = core.answer_error("r1", "boom")
+    answer = core.answer_error(entry(core, "r1"), "boom")
     assert answer is not None and answer.claim()
     body = json.loads(answer.line)["response"]
     assert body == {"subtype": "error", "request_id": "r1", "error": "boom"}
@@ -170,7 +185,7 @@ def test_error_answer_carries_the_text() -> None:
 def test_a_result_that_is_not_a_json_object_becomes_an_error_answer(result: Any, text: str) -> None:
     core = ControlProtocol()
     feed(core, request("r1"))
-    answer = core.answer("r1", result)
+    answer = core.answer(entry(core, "r1"), result)
     assert answer is not None
     body = json.loads(answer.line)["response"]
     assert body["subtype"] == "error" and text in body["error"]
@@ -243,7 +258,7 @@ def test_malformed_lines_are_skipped_and_what_follows_still_counts(
     )
     events = feed(core, data)
     assert [e for e in events if not isinstance(e, Messages)] == [
-        RequestReceived("ok", "can_use_tool", {"subtype": "can_use_tool"})
+        received("ok", "can_use_tool", {"subtype": "can_use_tool"})
     ]
     assert messages_of(core, events) == [{"type": "assistant", "n": 1}]
     assert "not json" in caplog.text
@@ -304,7 +319,7 @@ def test_escaped_reordered_or_spaced_requests_are_requests(spelled: bytes) -> No
     # Between plain messages, so the read as a whole takes the exact path.
     data = b'{"type":"assistant","n":1}\n' + spelled + b'\n{"type":"assistant","n":2}\n'
     events = feed(core, data)
-    assert RequestReceived("r1", "ping", {"subtype": "ping"}) in events
+    assert received("r1", "ping", {"subtype": "ping"}) in events
     assert [m["n"] for m in messages_of(core, events)] == [1, 2]
 
 
@@ -333,7 +348,7 @@ def test_lone_surrogates_are_delivered_and_answered_as_valid_json() -> None:
     assert messages_of(core, events) == [{"type": "assistant", "text": "cut \ud83d"}]
     received = next(e for e in events if isinstance(e, RequestReceived))
     echo = {"behavior": "allow", "updatedInput": received.request["input"]}
-    written = core.answer("s1", echo)
+    written = core.answer(entry(core, "s1"), echo)
     assert written is not None
     text = bytes(written.line).decode("utf-8")  # valid UTF-8
     assert json.loads(text)["response"]["response"]["updatedInput"] == {

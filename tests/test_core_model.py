@@ -45,6 +45,7 @@ class CoreModel(RuleBasedStateMachine):
         super().__init__()
         self.core = ControlProtocol()
         self.running: set[str] = set()  # CLI requests whose handler runs (the model's view)
+        self.entries: dict[str, Any] = {}  # id -> the entry its handler answers
         self.cancelled: set[str] = set()  # ids cancelled while in flight, until reused
         self.decided: list[Answer] = []  # answers waiting for the pipe
         self.written: dict[str, int] = {}  # id -> answers written for its current instance
@@ -56,6 +57,7 @@ class CoreModel(RuleBasedStateMachine):
         events = self.core.receive([line(frame)])
         for event in events:
             if isinstance(event, RequestReceived):
+                self.entries[event.request_id] = event.entry
                 self.running.add(event.request_id)
                 self.cancelled.discard(event.request_id)
                 self.written[event.request_id] = 0
@@ -84,11 +86,15 @@ class CoreModel(RuleBasedStateMachine):
 
     @rule(rid=IDS, raised=st.booleans())
     def handler_finishes(self, rid: str, raised: bool) -> None:
+        entry = self.entries.get(rid)
         if rid not in self.running:
-            assert self.core.answer(rid, {}) is None or rid in self.core.in_flight
+            if entry is not None:  # a cancelled or finished handler's answer goes nowhere
+                assert self.core.answer(entry, {}) is None
             return
         self.running.discard(rid)
-        answer = self.core.answer_error(rid, "x") if raised else self.core.answer(rid, {"r": rid})
+        answer = (
+            self.core.answer_error(entry, "x") if raised else self.core.answer(entry, {"r": rid})
+        )
         assert answer is not None
         self.decided.append(answer)
 

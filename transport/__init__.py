@@ -8,7 +8,7 @@ the backend seam that lets the layers above run background tasks on asyncio or t
 (``ctlwire.protocol``, ``ctlwire.fixtures``) import only the names exported here.
 """
 
-from ._backend import DetachedTask, TaskPool
+from ._backend import DetachedTask, TaskPool, being_cancelled
 from ._lifecycle import AsyncResource
 from .base import StderrCallback, Transport
 from .errors import (
@@ -42,5 +42,6 @@ __all__ = [
     "TaskPool",
     "Transport",
     "TransportError",
+    "being_cancelled",
     "memory_transport_pair",
 ]

@@ -26,6 +26,12 @@ def spawn(
     return task
 
 
+def being_cancelled() -> bool:
+    """Whether the calling task has a cancel request pending (anyio's scopes use them)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Wakeup:
     """Wakes one waiting task once (a bare future: an anyio.Event costs twice as much)."""
 

@@ -47,6 +47,8 @@ class Backend(Protocol):
         self, fn: Any, args: tuple[Any, ...], name: str, context: contextvars.Context
     ) -> object: ...
 
+    def being_cancelled(self) -> bool: ...
+
     @property
     def Wakeup(self) -> Callable[[], _Wakeup]: ...
 
@@ -67,6 +69,12 @@ def current() -> Backend:
     from . import _asyncio_backend as asyncio_backend
 
     return asyncio_backend
+
+
+def being_cancelled() -> bool:
+    """Whether the calling task is really being cancelled, as opposed to merely seeing a
+    cancellation exception that some awaited thing raised on its own."""
+    return current().being_cancelled()
 
 
 def ReadableWatch(fd: int) -> Watch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import math
 from typing import Any
 
 import anyio
@@ -14,6 +15,11 @@ NAME = "trio"
 def spawn(fn: Any, args: tuple[Any, ...], name: str, context: contextvars.Context) -> object:
     """Start ``fn(*args)`` as a system task in ``context`` (trio holds it)."""
     return trio.lowlevel.spawn_system_task(fn, *args, name=name, context=context)
+
+
+def being_cancelled() -> bool:
+    """Whether a cancel scope around the calling task has been cancelled."""
+    return trio.current_effective_deadline() == -math.inf
 
 
 class Wakeup:
