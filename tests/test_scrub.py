@@ -29,10 +29,7 @@ def test_paths_in_every_form_and_only_whole(tmp_path: Path) -> None:
     link.symlink_to(real)
     scrub = Scrubber(machine_replacements(cwd=str(link), home="/h/me", tmp="/tmp"))
     raw, resolved, slug = str(link), str(real), cli_slug(str(real))
-    text = (
-        f"{raw}/a {resolved}/b projects/{slug}/s.jsonl /tmp/x /srv/tmp/y /tmpfoo "
-        f"/h/me. /h/mex"
-    )
+    text = f"{raw}/a {resolved}/b projects/{slug}/s.jsonl /tmp/x /srv/tmp/y /tmpfoo /h/me. /h/mex"
     assert scrub.text(text) == (
         "/srv/project/a /srv/project/b projects/-srv-project/s.jsonl /srv/tmp/x /srv/tmp/y "
         "/tmpfoo /home/user. /h/mex"
