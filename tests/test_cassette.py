@@ -7,13 +7,15 @@ a time, and a changed prompt or permission answer fails the test with the differ
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import pytest
 
 from ctlwire.fixtures import records as r
 from ctlwire.fixtures.cassette import cassette_path, why_unclean
-from ctlwire.fixtures.fake_cli import VOLATILE_KEYS, Mismatch, ScriptMatcher
+from ctlwire.fixtures.fake_cli import EXIT_TIMEOUT, VOLATILE_KEYS, Mismatch, Player, ScriptMatcher
 from ctlwire.fixtures.log import LogHeader, Record, SessionLog, read_log
 from ctlwire.fixtures.real_cli import cli_version, find_real_cli
 
@@ -204,3 +206,25 @@ def test_ignored_keys_may_differ() -> None:
         ScriptMatcher(log).accept(live)
     matcher = ScriptMatcher(log, volatile=VOLATILE_KEYS | {"session_id"})
     assert matcher.accept(live) == 0
+
+
+def test_a_replay_timeout_is_reported_with_the_line_it_waited_for(tmp_path: Path) -> None:
+    log_path = r.write_log(
+        tmp_path / "c.jsonl", [r.sdk(r.user("hi")), r.cli(r.result()), r.sdk_eof(), r.cli_exit(0)]
+    )
+    report = tmp_path / "report.txt"
+    read_end, write_end = os.pipe()  # the SDK's stdin: open, and silent
+    try:
+        player = Player(
+            read_log(log_path),
+            timeout=0.2,
+            stdin_fd=read_end,
+            stdout=io.BytesIO(),
+            stderr=io.StringIO(),
+            report=str(report),
+        )
+        assert player.run() == EXIT_TIMEOUT
+    finally:
+        os.close(write_end)  # the player's reader thread sees EOF and ends
+        os.close(read_end)
+    assert report.read_text() == (f"TIMEOUT: waited 0.2s for the SDK to send user ({log_path}:2)\n")
