@@ -155,8 +155,9 @@ async def test_ctlwire_session(ctlwire_cassette, ctlwire_fake_api, tmp_path):
                 pass
 
 
-def test_never_runs_the_cli(ctlwire_cassette):
-    assert ctlwire_cassette.cli_path.exists()
+class TestGroup:
+    def test_never_runs_the_cli(self, ctlwire_cassette):
+        assert ctlwire_cassette.cli_path.exists()
 """
 
 
@@ -170,14 +171,17 @@ def test_own_transport_named_cassette_and_a_discarded_recording(
     run = pytester.runpytest_subprocess("--ctlwire-record-mode=all", timeout=60)
     run.assert_outcomes(passed=2, failed=1)
     run.stdout.fnmatch_lines(
-        ["*the recording was discarded*test_never_runs_the_cli.jsonl not written*never run*"]
+        ["*recording was discarded*TestGroup.test_never_runs_the_cli.jsonl not written*never run*"]
     )
     assert named.is_file()
-    assert not (named.parent / "test_never_runs_the_cli.jsonl").exists()
+    assert sorted(p.name for p in named.parent.iterdir()) == [named.name]
     run = pytester.runpytest_subprocess(timeout=60)
     run.assert_outcomes(passed=2, errors=1)  # the discarded one was never written
     run.stdout.fnmatch_lines(
-        ["*no cassette*test_never_runs_the_cli.jsonl; record it with:*--ctlwire-record-mode=once*"]
+        [
+            "*no cassette*TestGroup.test_never_runs_the_cli.jsonl; record it with:*"
+            "test_own.py::TestGroup::test_never_runs_the_cli --ctlwire-record-mode=once)"
+        ]
     )
 
 
