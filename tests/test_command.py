@@ -1,0 +1,107 @@
+"""The `ctlwire` command for newcomers: help with defaults, --version, Ctrl-C in replay."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ctlwire import __version__
+from ctlwire.fixtures import records as r
+from ctlwire.fixtures.command import build_parser
+
+COMMANDS = ("replay", "fake-cli", "record", "show", "diff", "lint", "fake-api")
+
+
+def ctlwire(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ctlwire", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    done = ctlwire("--version")
+    assert (done.returncode, done.stdout.strip()) == (0, f"ctlwire {__version__}")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_has_help_and_shows_its_default(command: str) -> None:
+    sub = build_parser()._subparsers
+    assert sub is not None
+    parser = sub._group_actions[0].choices[command]  # type: ignore[attr-defined]
+    for action in parser._actions:
+        assert action.help, f"{command} {action.dest} has no help"
+    text = ctlwire(command, "--help").stdout
+    assert text.startswith(f"usage: ctlwire {command}")
+    for action in parser._actions:
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            assert f"(default: {action.default})" in " ".join(text.split()), action.dest
+
+
+def test_top_level_help_lists_every_command() -> None:
+    text = ctlwire("--help").stdout
+    for command in COMMANDS:
+        assert command in text
+
+
+def session_log(path: Path, gap: float) -> Path:
+    """A session whose result comes ``gap`` seconds in (with --realtime, a slow replay)."""
+    return r.write_log(
+        path,
+        [
+            r.sdk(r.request("req_1_a", "initialize", hooks=None)),
+            r.cli(r.success("req_1_a", {"commands": []})),
+            r.sdk(r.user("hi")),
+            r.cli(r.assistant("hello")),
+            r.cli(r.result(), t=gap),
+            r.sdk_eof(t=gap),
+            r.cli_exit(0, t=gap),
+        ],
+    )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_in_replay_prints_what_passed_and_exits_130(tmp_path: Path, backend: str) -> None:
+    fast, slow = session_log(tmp_path / "fast.jsonl", 0.0), session_log(tmp_path / "slow", 60.0)
+    argv = [sys.executable, "-m", "ctlwire", "replay", "--realtime", "--backend", backend]
+    proc = subprocess.Popen(
+        [*argv, str(fast), str(slow)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until the first log's line
+        assert first.startswith("PASS "), first + (proc.stderr.read() if proc.stderr else "")
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted: 1 passed, 0 failed, 1 not finished" in out
+    assert "Traceback" not in err, err
+    assert time.monotonic() - started < 15
+
+
+def test_license_matches_the_metadata() -> None:
+    from importlib.metadata import metadata
+
+    meta = metadata("ctlwire")
+    assert meta["License-Expression"] == "MIT"
+    text = (Path(__file__).parents[1] / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Copyright (c) 2026 ctlwire authors" in text
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
+    assert set(urls) == {"Homepage", "Repository", "Issues"}
