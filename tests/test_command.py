@@ -105,3 +105,31 @@ def test_license_matches_the_metadata() -> None:
     assert text.startswith("MIT License") and "Copyright (c) 2026 ctlwire authors" in text
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
     assert set(urls) == {"Homepage", "Repository", "Issues"}
+
+
+def test_fake_api_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctlwire", "fake-api", "--home", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        exports = {}
+        while "HOME" not in exports:  # HOME is printed last
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else ""
+            if line.startswith("export "):
+                key, value = line.removeprefix("export ").strip().split("=", 1)
+                exports[key] = value
+        url = exports["ANTHROPIC_BASE_URL"]
+        assert url.startswith("http://127.0.0.1:") and exports["HTTPS_PROXY"] == url
+        assert exports["HOME"] == str(tmp_path)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
