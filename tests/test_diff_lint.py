@@ -48,6 +48,9 @@ def test_every_scenario_was_recorded_with_the_new_cli() -> None:
     for name in SCENARIOS:
         assert records(NEW / name)[0]["cli_version"].startswith("2.1.332")
         assert (SHIPPED_LOGS / name).is_file()
+    for log in DATA.glob("*/*.jsonl"):  # machine paths replaced, the CLI's slugs too
+        text = log.read_text()
+        assert "pytest-of" not in text and "/tmp/rec" not in text and "-tmp-" not in text, log
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
