@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -53,6 +55,29 @@ def test_top_level_help_lists_every_command() -> None:
         assert command in text
 
 
+@contextmanager
+def ctlwire_running(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`ctlwire ARGS` with pipes; killed on the way out if a failed check left it running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctlwire", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Send Ctrl-C's SIGINT; the rest of stdout and stderr once the command exits."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=20)
+
+
 def session_log(path: Path, gap: float) -> Path:
     """A session whose result comes ``gap`` seconds in (with --realtime, a slow replay)."""
     return r.write_log(
@@ -72,24 +97,13 @@ def session_log(path: Path, gap: float) -> Path:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_ctrl_c_in_replay_prints_what_passed_and_exits_130(tmp_path: Path, backend: str) -> None:
     fast, slow = session_log(tmp_path / "fast.jsonl", 0.0), session_log(tmp_path / "slow", 60.0)
-    argv = [sys.executable, "-m", "ctlwire", "replay", "--realtime", "--backend", backend]
-    proc = subprocess.Popen(
-        [*argv, str(fast), str(slow)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    args = ["replay", "--realtime", "--backend", backend, str(fast), str(slow)]
+    with ctlwire_running(*args) as proc:
         assert proc.stdout is not None
         first = proc.stdout.readline()  # blocks until the first log's line
-        assert first.startswith("PASS "), first + (proc.stderr.read() if proc.stderr else "")
+        assert first.startswith("PASS "), first
         started = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        out, err = interrupt(proc)
     assert proc.returncode == 130, err
     assert "interrupted: 1 passed, 0 failed, 1 not finished" in out
     assert "Traceback" not in err, err
@@ -108,28 +122,17 @@ def test_license_matches_the_metadata() -> None:
 
 
 def test_fake_api_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ctlwire", "fake-api", "--home", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with ctlwire_running("fake-api", "--home", str(tmp_path)) as proc:
         assert proc.stdout is not None
         exports = {}
         while "HOME" not in exports:  # HOME is printed last
             line = proc.stdout.readline()
-            assert line, proc.stderr.read() if proc.stderr else ""
+            assert line, "fake-api ended before printing HOME"
             if line.startswith("export "):
                 key, value = line.removeprefix("export ").strip().split("=", 1)
                 exports[key] = value
         url = exports["ANTHROPIC_BASE_URL"]
         assert url.startswith("http://127.0.0.1:") and exports["HTTPS_PROXY"] == url
         assert exports["HOME"] == str(tmp_path)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _, err = interrupt(proc)
     assert proc.returncode == 0, err
