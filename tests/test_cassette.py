@@ -15,8 +15,9 @@ import pytest
 
 from ctlwire.fixtures import records as r
 from ctlwire.fixtures.cassette import cassette_path, why_unclean
-from ctlwire.fixtures.fake_cli import EXIT_TIMEOUT, VOLATILE_KEYS, Mismatch, Player, ScriptMatcher
+from ctlwire.fixtures.fake_cli import EXIT_TIMEOUT, Player
 from ctlwire.fixtures.log import LogHeader, Record, SessionLog, read_log
+from ctlwire.fixtures.matcher import VOLATILE_KEYS, Mismatch, ScriptMatcher
 from ctlwire.fixtures.real_cli import cli_version, find_real_cli
 
 SDK_TEST = """

@@ -1,10 +1,13 @@
 """The README cannot drift: every fenced ``python`` and ``sh`` block in it runs.
 
-- A python block with a ``def test_`` runs under pytest (the plugin's fixtures), any other
-  as a script in a throwaway folder, with the real CLI as ``claude`` on PATH and the fake
-  Messages API's environment, so the embedding example runs a real turn offline.
+- A python block with a ``def test_`` runs under pytest (the plugin's fixtures; one that
+  uses a cassette records it, then replays it), any other as a script in a throwaway
+  folder, with the real CLI as ``claude`` on PATH and the fake Messages API's
+  environment, so the embedding example runs a real turn offline. A block whose first
+  line is ``# NAME.py`` is written under that name.
 - A sh block runs line by line from the clone's root (comments and blank lines skipped);
-  each line must exit 0, or N when it ends in ``# exits N``.
+  each line must exit 0, or N when it ends in ``# exits N``. A sh block that names a
+  file some python block defines runs, in order, in a folder holding that file.
 - A block right after ``<!-- not run: WHY -->`` is skipped, for the reason given; the
   environment block it marks is still checked against what ``ctlwire fake-api`` prints.
 """
@@ -61,6 +64,21 @@ def blocks(text: str) -> list[Block]:
 
 
 BLOCKS = [b for b in blocks(README.read_text()) if b.lang in ("python", "sh")]
+NAMED = {
+    match[1]: b
+    for b in BLOCKS
+    if b.lang == "python" and (match := re.match(r"# (\w+\.py)\n", b.text))
+}
+
+
+def file_name(block: Block) -> str | None:
+    """The file a python block names in its first line, if any."""
+    return next((name for name, named in NAMED.items() if named is block), None)
+
+
+def needs_files(block: Block) -> list[str]:
+    """The named python files a sh block uses."""
+    return [name for name in NAMED if block.lang == "sh" and name in block.text]
 
 
 def test_the_readme_has_runnable_blocks_and_few_exceptions() -> None:
@@ -99,20 +117,24 @@ def test_python_block_runs(
     work = tmp_path / "work"
     work.mkdir()
     is_test = "def test_" in block.text
-    script = work / ("test_readme_block.py" if is_test else "readme_block.py")
+    default = "test_readme_block.py" if is_test else "readme_block.py"
+    script = work / (file_name(block) or default)
     script.write_text(block.text)
     env = {**offline_env, **ctlwire_fake_api.environment(offline_env["HOME"])}
     argv = [sys.executable, *(["-m", "pytest", "-q", "-p", "no:cacheprovider"] if is_test else [])]
-    done = subprocess.run(
-        [*argv, str(script)],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    # A cassette test records its cassette first, then replays it (the default mode).
+    runs = [["--ctlwire-record-mode=once"], []] if "ctlwire_cassette" in block.text else [[]]
+    for extra in runs:
+        done = subprocess.run(
+            [*argv, str(script), *extra],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
     if is_test:
         assert " passed" in done.stdout
     elif "session.messages()" in block.text:  # the embedding example ran a whole turn
@@ -120,13 +142,19 @@ def test_python_block_runs(
         assert ctlwire_fake_api.requests, "the CLI never called the fake API"
 
 
+def command_lines(block: Block) -> list[str]:
+    return [
+        line
+        for line in block.text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
 def sh_lines() -> list[tuple[Block, str]]:
     out = []
     for block in BLOCKS:
-        if block.lang == "sh" and not block.not_run:
-            for line in block.text.splitlines():
-                if line.strip() and not line.lstrip().startswith("#"):
-                    out.append((block, line))
+        if block.lang == "sh" and not block.not_run and not needs_files(block):
+            out += [(block, line) for line in command_lines(block)]
     return out
 
 
@@ -150,3 +178,26 @@ def test_sh_line_runs(block: Block, line: str) -> None:
     )
     want = int(expected[1]) if expected else 0
     assert done.returncode == want, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in BLOCKS if needs_files(b) and not b.not_run], ids=lambda b: b.id
+)
+def test_sh_block_with_files_runs(
+    block: Block, tmp_path: Path, offline_env: dict[str, str]
+) -> None:
+    for name in needs_files(block):
+        (tmp_path / name).write_text(NAMED[name].text)
+    env = {**os.environ, "PATH": offline_env["PATH"], "HOME": offline_env["HOME"]}
+    for line in command_lines(block):
+        done = subprocess.run(
+            ["bash", "-c", line],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{line}\n{done.stdout}{done.stderr}"
