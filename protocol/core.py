@@ -35,14 +35,14 @@ from .wire import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Messages:
     """Message lines, undecoded, in order: for the consumer."""
 
     lines: list[bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """The CLI asks something: run the handler for ``subtype``, then `answer` ``entry``
     (the entry, not the id: the CLI may reuse an id once it cancelled the first)."""
@@ -53,21 +53,21 @@ class RequestReceived:
     entry: IncomingRequest = field(compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestCancelled:
     """The CLI gave up on a request in flight: stop its handler; nothing will be written."""
 
     request_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRejected:
     """A malformed CLI request that has an id: write this error answer (guarded)."""
 
     answer: Answer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """One of our requests was settled by the CLI's answer (see its ``outcome``)."""
 

@@ -117,7 +117,6 @@ class ControlSession(AsyncResource):
         self._decoded: deque[Frame] = deque()
         self._data_waiter: anyio.Event | None = None
         self._contexts: dict[str, RequestContext] = {}
-        self._serving: set[int] = set()  # the tasks running a handler right now
         self._reader = DetachedTask(self._run, name="ctlwire session reader")
         self._tasks = TaskPool("ctlwire handler")
         self._started = False
@@ -137,7 +136,7 @@ class ControlSession(AsyncResource):
     async def aclose(self) -> None:
         """Cancel handlers (writing nothing for them), fail pending requests, close the
         transport. Idempotent, bounded in time, safe from any task, a handler included."""
-        from_handler = anyio.get_current_task().id in self._serving
+        from_handler = self._tasks.in_a_job()
         if not self._closing:
             self._closing = True
             self._end(SessionClosed("the session was closed"), None)
@@ -320,8 +319,6 @@ class ControlSession(AsyncResource):
             context._cancel()
 
     async def _serve(self, event: RequestReceived, context: RequestContext) -> None:
-        task = anyio.get_current_task().id
-        self._serving.add(task)
         protocol = self._protocol
         try:
             handler = self._handlers.get(event.subtype)
@@ -341,7 +338,6 @@ class ControlSession(AsyncResource):
                 context._stop_task = None
                 await self._write_answer(answer)
         finally:
-            self._serving.discard(task)
             if self._contexts.get(event.request_id) is context:
                 del self._contexts[event.request_id]
 

@@ -26,6 +26,11 @@ def spawn(
     return task
 
 
+def current_task() -> object:
+    """The calling task."""
+    return asyncio.current_task()
+
+
 def being_cancelled() -> bool:
     """Whether the calling task has a cancel request pending (anyio's scopes use them)."""
     task = asyncio.current_task()

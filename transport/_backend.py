@@ -49,6 +49,8 @@ class Backend(Protocol):
 
     def being_cancelled(self) -> bool: ...
 
+    def current_task(self) -> object: ...
+
     @property
     def Wakeup(self) -> Callable[[], _Wakeup]: ...
 
@@ -152,12 +154,13 @@ class _Job:
 
 
 class _Worker:
-    __slots__ = ("assigned", "job", "scope")
+    __slots__ = ("assigned", "job", "scope", "task")
 
     def __init__(self, job: _Job) -> None:
         self.job: _Job | None = job
         self.scope = anyio.CancelScope()
         self.assigned: _Wakeup | None = None
+        self.task: object = None
 
 
 class TaskPool:
@@ -199,9 +202,18 @@ class TaskPool:
                 backend = self._backend = current()
             worker = _Worker(job)
             self._workers.add(worker)
-            backend.spawn(self._work, (worker,), self._name, contextvars.copy_context())
+            worker.task = backend.spawn(
+                self._work, (worker,), self._name, contextvars.copy_context()
+            )
         job.worker = worker
         return job.cancel
+
+    def in_a_job(self) -> bool:
+        """Whether the caller is a job of this pool (one that calls back into its owner)."""
+        if self._backend is None:
+            return False
+        task = self._backend.current_task()
+        return any(w.task is task and w.job is not None for w in self._workers)
 
     def cancel_all(self) -> None:
         """Cancel every job, and let idle tasks end."""

@@ -17,6 +17,11 @@ def spawn(fn: Any, args: tuple[Any, ...], name: str, context: contextvars.Contex
     return trio.lowlevel.spawn_system_task(fn, *args, name=name, context=context)
 
 
+def current_task() -> object:
+    """The calling task."""
+    return trio.lowlevel.current_task()
+
+
 def being_cancelled() -> bool:
     """Whether a cancel scope around the calling task has been cancelled."""
     return trio.current_effective_deadline() == -math.inf
