@@ -194,11 +194,7 @@ class PipeTransport(SubprocessTransport):
                 if self._output is not _ORPHANED:
                     self._output = _DRAINED if len(data) < SMALL_READ else _READY
             if not data:
-                self._stdout_ended()
-                lines = self._framer.end()
-                if lines:
-                    return lines
-                raise anyio.EndOfStream
+                return self._last_lines()
             lines = self._framer.feed(data)
             if lines:
                 if not waited:

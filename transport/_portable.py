@@ -99,11 +99,7 @@ class PortableTransport(SubprocessTransport):
                     raise TransportError("the transport was closed") from None
                 data = b""
             if not data:
-                self._stdout_ended()
-                lines = self._framer.end()
-                if lines:
-                    return lines
-                raise anyio.EndOfStream
+                return self._last_lines()
             lines = self._framer.feed(data)
             if lines:
                 return lines

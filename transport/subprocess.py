@@ -280,9 +280,14 @@ class SubprocessTransport(AsyncResource):
                 await self._orphan_stdout()
             tg.cancel_scope.cancel()
 
-    def _stdout_ended(self) -> None:
+    def _last_lines(self) -> list[bytes]:
+        """At stdout's EOF: the last line, if it had no newline; else `anyio.EndOfStream`."""
         self._output = Output.EOF
         self._stdout_done.set()
+        lines = self._framer.end()
+        if lines:
+            return lines
+        raise anyio.EndOfStream
 
     # -- closing ----------------------------------------------------------------------
 
