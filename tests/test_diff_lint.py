@@ -87,7 +87,7 @@ def test_diff_report_is_readable_and_versions_are_opt_in() -> None:
     assert '+ capabilities[] "mcp_call_soft_error_result_v1"' in text
     assert "version" not in text
     with_versions = ctlwire("diff", "--versions", a, b).stdout
-    assert "cli_version: 2.1.330 (Claude Code) -> 2.1.332 (Claude Code)" in with_versions
+    assert "cli_version: 2.1.330 -> 2.1.332" in with_versions
     assert "claude_code_version: 2.1.330 -> 2.1.332" in with_versions
 
 

@@ -22,6 +22,7 @@ from ctlwire.fixtures.command import fake_cli_argv
 from ctlwire.fixtures.fake_api import FakeMessagesAPI, Turn
 from ctlwire.fixtures.log import read_log
 from ctlwire.fixtures.real_cli import (
+    cli_version,
     offline_environment,
     project_replacements,
     real_cli_argv,
@@ -47,8 +48,7 @@ class Run:
         self.work.mkdir()
         self.cli, self.api, self.name = cli, api, name
         self.log = tmp_path / f"{name}.jsonl"
-        version = cli.with_name("claude.version")
-        self.cli_version = version.read_text().strip() if version.exists() else None
+        self.cli_version = cli_version(cli)
 
     @asynccontextmanager
     async def session(
@@ -75,11 +75,13 @@ class Run:
 
     async def assert_replays(self, anyio_backend: str) -> None:
         """The recorded traffic, with machine paths replaced, replays against the fake CLI."""
-        clean = sanitize(read_log(self.log), project_replacements(str(self.work), str(self.home)))
+        places = {**project_replacements(str(self.work), str(self.home)), str(self.cli): "claude"}
+        clean = sanitize(read_log(self.log), places)
         target = self.log.with_name(f"real_{self.name}.jsonl")
         write_log(target, clean.records, clean.header)
         text = target.read_text()
         assert str(self.work) not in text and str(self.home) not in text
+        assert str(self.cli) not in text  # the CLI's install path is this machine's too
         assert "pytest-of" not in text  # nor the CLI's slug of the work folder
         result = await replay_log(read_log(target), fake_cli_argv(target, "--timeout", "5"))
         assert result.ok, result.summary()
