@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import SHIPPED_LOGS
 
 from ctlwire import __version__
 from ctlwire.fixtures import records as r
@@ -136,3 +138,23 @@ def test_fake_api_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> 
         assert exports["HOME"] == str(tmp_path)
         _, err = interrupt(proc)
     assert proc.returncode == 0, err
+
+
+def test_bad_arguments_get_a_clear_error_not_a_traceback() -> None:
+    shipped = str(SHIPPED_LOGS / "slow_hook.jsonl")
+    bad_replace = ctlwire("fake-cli", "--script", shipped, "--replace", "bad")
+    assert bad_replace.returncode == 2
+    assert "--replace: expected OLD=NEW, got 'bad'" in bad_replace.stderr
+    assert "Traceback" not in bad_replace.stderr
+    bad_port = ctlwire("fake-api", "--port", "99999")
+    assert bad_port.returncode == 2 and "a port is 0 to 65535, got 99999" in bad_port.stderr
+
+
+def test_fake_api_on_a_port_in_use_says_so() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = ctlwire("fake-api", "--port", str(port))
+    assert done.returncode == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
