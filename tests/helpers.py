@@ -1,16 +1,22 @@
-"""What tests share besides fixtures: the test peer and the logs that ship in the repository."""
+"""What tests share besides fixtures: the test peers, a few helpers, the shipped logs."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 
+from ctlwire.protocol import RequestContext
+from ctlwire.transport import Transport
 from ctlwire.transport._child import CHILD_ENV, missing
 
 TESTS = Path(__file__).parent
 PEER = TESTS / "peer.py"
+HOSTILE_PEER = TESTS / "hostile_peer.py"
 SHIPPED_LOGS = TESTS.parent / "fixtures" / "logs"
 # The four sessions recorded by hand from the real CLI 2.1.330 (the others are made by
 # the end-to-end tests or by `ctlwire.fixtures.synthetic`).
@@ -45,3 +51,30 @@ def force_child(kind: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def peer_argv(*args: str) -> list[str]:
     """argv that runs the scriptable test peer with a scenario."""
     return [sys.executable, str(PEER), *args]
+
+
+def script_line(value: Any) -> str:
+    """One JSON line as the latin-1 text a hostile peer's script carries."""
+    return json.dumps(value).encode().decode("latin-1") + "\n"
+
+
+def hostile_argv(tmp_path: Path, steps: list[dict[str, Any]]) -> list[str]:
+    """argv that runs `hostile_peer.py` on ``steps`` (written to a new script file)."""
+    script = tmp_path / f"script_{len(list(tmp_path.glob('script_*')))}.json"
+    script.write_text(json.dumps(steps))
+    return [sys.executable, str(HOSTILE_PEER), str(script)]
+
+
+async def ping(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    """A handler that answers ``{"pong": v}``."""
+    return {"pong": request.get("v")}
+
+
+async def read_all(transport: Transport) -> list[bytes]:
+    """Every stdout line until the CLI's output ends."""
+    lines: list[bytes] = []
+    try:
+        while True:
+            lines += await transport.receive_lines()
+    except anyio.EndOfStream:
+        return lines

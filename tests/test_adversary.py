@@ -18,14 +18,13 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import TESTS
+from helpers import TESTS, hostile_argv, ping, script_line
 
 from ctlwire.protocol import ControlSession, RequestContext, SessionClosed
 from ctlwire.transport import SubprocessTransport, memory_transport_pair
 
 pytestmark = pytest.mark.anyio
 
-HOSTILE = TESTS / "hostile_peer.py"
 SPILL_CHILD = TESTS / "adversary_spill.py"
 
 
@@ -35,21 +34,6 @@ def req(rid: str, subtype: str = "ping", **fields: Any) -> dict[str, Any]:
 
 def cancel(rid: str) -> dict[str, Any]:
     return {"type": "control_cancel_request", "request_id": rid}
-
-
-def line(value: Any) -> str:
-    """One line as the latin-1 text hostile_peer's script carries."""
-    return json.dumps(value).encode().decode("latin-1") + "\n"
-
-
-def hostile(tmp_path: Path, steps: list[dict[str, Any]]) -> list[str]:
-    script = tmp_path / f"script_{len(list(tmp_path.glob('script_*')))}.json"
-    script.write_text(json.dumps(steps))
-    return [sys.executable, str(HOSTILE), str(script)]
-
-
-async def ping(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-    return {"pong": request.get("v")}
 
 
 async def answers_until(peer: Any, rid: str) -> list[dict[str, Any]]:
@@ -156,6 +140,14 @@ async def test_a_handler_raising_a_cancelled_error_nobody_sent_is_still_answered
     async def broken(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         raise asyncio.CancelledError("the upstream future was cancelled")
 
+    (answer,) = await answers_to_a_raising_handler(broken)
+    assert answer["subtype"] == "error"
+    assert "upstream future was cancelled" in answer["error"]
+
+
+async def answers_to_a_raising_handler(broken: Any) -> list[dict[str, Any]]:
+    """Every answer written for one request served by ``broken``; a ping after it shows
+    the session went on (and is waited for a little longer if it overtook the answer)."""
     transport, peer = memory_transport_pair()
     async with ControlSession(transport, handlers={"broken": broken, "ping": ping}) as session:
         await peer.send_frame(req("A", "broken"))
@@ -165,9 +157,7 @@ async def test_a_handler_raising_a_cancelled_error_nobody_sent_is_still_answered
             with anyio.move_on_after(2):
                 written += await answers_until(peer, "A")
         assert not session.closed
-    (answer,) = [f["response"] for f in written if f["response"]["request_id"] == "A"]
-    assert answer["subtype"] == "error"
-    assert "upstream future was cancelled" in answer["error"]
+    return [f["response"] for f in written if f["response"]["request_id"] == "A"]
 
 
 # -- rule 5: memory bounded by the byte budget, also when spilled lines come back -------------
@@ -242,7 +232,7 @@ async def test_a_request_blocked_writing_fails_at_once_when_the_session_ends(
         {"wait_file": str(tmp_path / "never")},
     ]
     transport = SubprocessTransport(
-        hostile(tmp_path, steps), max_line_bytes=1024, close_timeout=0.5, terminate_timeout=0.5
+        hostile_argv(tmp_path, steps), max_line_bytes=1024, close_timeout=0.5, terminate_timeout=0.5
     )
     outcome: list[BaseException | dict[str, Any]] = []
     settled = anyio.Event()
@@ -370,7 +360,7 @@ async def test_a_request_blocked_writing_fails_with_session_closed_on_aclose(
     waits for a full pipe must not surface a transport detail instead."""
     steps = [{"stop_reading": True}, {"wait_file": str(tmp_path / "never")}]
     transport = SubprocessTransport(
-        hostile(tmp_path, steps), close_timeout=0.5, terminate_timeout=0.5
+        hostile_argv(tmp_path, steps), close_timeout=0.5, terminate_timeout=0.5
     )
     outcome: list[BaseException | dict[str, Any]] = []
     async with transport, ControlSession(transport, close_timeout=2) as session:
@@ -456,7 +446,7 @@ async def test_a_cancel_wins_over_an_answer_claimed_but_still_waiting_for_the_pi
     import termios
 
     filled, go, seen = tmp_path / "filled", tmp_path / "go", tmp_path / "seen"
-    final_answer = line(
+    final_answer = script_line(
         {
             "type": "control_response",
             "response": {"subtype": "success", "request_id": "{id}", "response": {}},
@@ -464,11 +454,14 @@ async def test_a_cancel_wins_over_an_answer_claimed_but_still_waiting_for_the_pi
     )
     steps = [
         {"stop_reading": True},
-        {"write": line({"type": "assistant", "n": "stopped"})},
+        {"write": script_line({"type": "assistant", "n": "stopped"})},
         {"wait_file": str(filled)},
-        {"write": line(req("c1", "ping", v=1))},
+        {"write": script_line(req("c1", "ping", v=1))},
         {"wait_file": str(go)},
-        {"write": line(cancel("c1")) + line({"type": "assistant", "n": "after-cancel"})},
+        {
+            "write": script_line(cancel("c1"))
+            + script_line({"type": "assistant", "n": "after-cancel"})
+        },
         {"wait_file": str(seen)},
         {"resume_reading": True},
         {"await_request": "final"},
@@ -484,7 +477,7 @@ async def test_a_cancel_wins_over_an_answer_claimed_but_still_waiting_for_the_pi
     def queued(fd: int) -> int:
         return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), "little")
 
-    transport = SubprocessTransport(hostile(tmp_path, steps))
+    transport = SubprocessTransport(hostile_argv(tmp_path, steps))
     async with transport, ControlSession(transport, handlers={"ping": answer_at_once}) as session:
         messages = session.messages()
         with anyio.fail_after(20):
@@ -536,16 +529,7 @@ async def test_a_handler_raising_an_exception_with_a_broken_str_is_answered() ->
     async def broken(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         raise _NoText(7)
 
-    transport, peer = memory_transport_pair()
-    async with ControlSession(transport, handlers={"broken": broken, "ping": ping}) as session:
-        await peer.send_frame(req("B", "broken"))
-        await peer.send_frame(req("Z", "ping"))
-        written = await answers_until(peer, "Z")
-        if not any(f["response"]["request_id"] == "B" for f in written):
-            with anyio.move_on_after(2):
-                written += await answers_until(peer, "B")
-        assert not session.closed
-    answered = [f["response"] for f in written if f["response"]["request_id"] == "B"]
+    answered = await answers_to_a_raising_handler(broken)
     assert len(answered) == 1 and answered[0]["subtype"] == "error", answered
     assert "_NoText" in answered[0]["error"]
 

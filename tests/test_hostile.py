@@ -8,42 +8,23 @@ from any task. Every case runs on asyncio and trio.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from helpers import TESTS
+from helpers import hostile_argv, ping, script_line
 
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
 from ctlwire.transport import SubprocessTransport
 
 pytestmark = pytest.mark.anyio
 
-PEER = TESTS / "hostile_peer.py"
-
-
-def frame(value: Any) -> str:
-    """One line, as the latin-1 text the peer's script carries."""
-    return json.dumps(value).encode().decode("latin-1") + "\n"
-
 
 def req(rid: str, subtype: str = "ping", **fields: Any) -> str:
-    return frame(
+    return script_line(
         {"type": "control_request", "request_id": rid, "request": {"subtype": subtype, **fields}}
     )
-
-
-def peer(tmp_path: Path, steps: list[dict[str, Any]]) -> list[str]:
-    script = tmp_path / f"script_{len(list(tmp_path.glob('script_*')))}.json"
-    script.write_text(json.dumps(steps))
-    return [sys.executable, str(PEER), str(script)]
-
-
-async def ping(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
-    return {"pong": request.get("v")}
 
 
 async def allow(request: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
@@ -75,7 +56,7 @@ def answers(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 
 # -- bytes and meanings: each case writes hostile bytes, then a plain ping ----------------------
 
-M1 = frame({"type": "assistant", "n": 1})
+M1 = script_line({"type": "assistant", "n": 1})
 BYTES_CASES: dict[str, tuple[str, list[dict[str, Any]], set[str]]] = {
     "escaped request type": (
         '{"type":"control\\u005frequest","request_id":"e1","request":{"subtype":"ping"}}\n',
@@ -165,7 +146,7 @@ BYTES_CASES: dict[str, tuple[str, list[dict[str, Any]], set[str]]] = {
         {"m1"},
     ),
     "cancel for an unknown id is a no-op": (
-        frame({"type": "control_cancel_request", "request_id": "nobody"}) + M1,
+        script_line({"type": "control_cancel_request", "request_id": "nobody"}) + M1,
         [{"type": "assistant", "n": 1}],
         set(),
     ),
@@ -183,7 +164,7 @@ async def test_bytes_mean_what_their_json_means(tmp_path: Path, case: str) -> No
         {"report": True},
     ]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers=HANDLERS) as session,
     ):
         got, report = await until_report(session)
@@ -201,7 +182,7 @@ async def test_lone_surrogates_are_answered_as_valid_json(tmp_path: Path) -> Non
     )
     steps = [{"write": raw}, {"await_answer": "s1"}, {"report": True}]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers=HANDLERS) as session,
     ):
         _, report = await until_report(session)
@@ -218,7 +199,7 @@ async def test_lone_surrogates_are_answered_as_valid_json(tmp_path: Path) -> Non
 async def test_a_request_written_one_byte_at_a_time(tmp_path: Path) -> None:
     steps = [{"write_slowly": req("slow", v=3)}, {"await_answer": "slow"}, {"report": True}]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers=HANDLERS) as session,
     ):
         _, report = await until_report(session)
@@ -229,7 +210,7 @@ async def test_an_eight_mebibyte_request_is_answered(tmp_path: Path) -> None:
     big = "x" * (8 << 20)
     steps = [{"write": req("big", v=big)}, {"await_answer": "big"}, {"report": True}]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers=HANDLERS) as session,
     ):
         _, report = await until_report(session)
@@ -243,14 +224,14 @@ async def test_a_request_and_its_cancel_in_one_write_never_start(tmp_path: Path)
         started.append(ctx.request_id)
         return {}
 
-    cancel = frame({"type": "control_cancel_request", "request_id": "gone"})
+    cancel = script_line({"type": "control_cancel_request", "request_id": "gone"})
     steps = [
         {"write": req("gone") + cancel + req("kept")},
         {"await_answer": "kept"},
         {"report": True},
     ]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers={"ping": record}) as session,
     ):
         _, report = await until_report(session)
@@ -265,7 +246,7 @@ def hook_request(rid: str) -> str:
     return req(rid, "hook_callback", callback_id="hook_0", input={"tool_name": "Bash"})
 
 
-FINAL_ANSWER = frame(
+FINAL_ANSWER = script_line(
     {
         "type": "control_response",
         "response": {"subtype": "success", "request_id": "{id}", "response": {}},
@@ -285,7 +266,7 @@ async def test_a_cancel_wins_over_an_answer_waiting_for_the_pipe(tmp_path: Path)
         {"stop_reading": True},
         {"write": hook_request("h1")},
         {"wait_file": str(go)},
-        {"write": frame({"type": "control_cancel_request", "request_id": "h1"})},
+        {"write": script_line({"type": "control_cancel_request", "request_id": "h1"})},
         {"resume_reading": True},
         {"await_request": "final"},
         {"write_answer": FINAL_ANSWER},
@@ -293,7 +274,7 @@ async def test_a_cancel_wins_over_an_answer_waiting_for_the_pipe(tmp_path: Path)
     ]
     hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, hooks=hooks) as session,
         anyio.create_task_group() as tg,
     ):
@@ -327,7 +308,7 @@ async def test_a_write_cut_part_way_ends_the_session_saying_why(tmp_path: Path) 
 
     hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, hooks=hooks) as session,
     ):
         with anyio.move_on_after(0.3):  # the CLI does not read: the write is cut part-way
@@ -350,7 +331,7 @@ async def test_control_traffic_never_waits_behind_unread_messages(
         served.set()
         return {"continue": True}
 
-    flood = "".join(frame({"type": "assistant", "n": i}) for i in range(20_000))
+    flood = "".join(script_line({"type": "assistant", "n": i}) for i in range(20_000))
     steps = [
         {"write": flood},
         {"write": hook_request("h3")},
@@ -360,7 +341,7 @@ async def test_control_traffic_never_waits_behind_unread_messages(
     hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
     options: dict[str, Any] = {"buffer_bytes": 64 * 1024, "spill_dir": tmp_path} if spill else {}
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, hooks=hooks, **options) as session,
     ):
         with anyio.fail_after(20):
@@ -388,7 +369,7 @@ async def test_a_malformed_answer_fails_our_request_at_once(
         {"drain": True},
     ]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport) as session,
     ):
         with anyio.fail_after(5), pytest.raises(Exception, match="malformed answer") as info:
@@ -419,7 +400,7 @@ async def test_escaped_answer_and_escaped_cancel_are_routed(tmp_path: Path) -> N
     ]
     hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, hooks=hooks) as session,
     ):
         with anyio.fail_after(10):
@@ -444,7 +425,7 @@ async def test_cancels_with_our_ids_and_duplicate_or_stray_answers(tmp_path: Pat
         {"drain": True},
     ]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport) as session,
     ):
         with anyio.fail_after(10):
@@ -467,13 +448,13 @@ async def test_many_requests_and_cancels_exactly_once_never_after_cancel(tmp_pat
     cancelled = set(ids[::3])
     stream = "".join(req(rid, "work", i=n) for n, rid in enumerate(ids))
     stream += "".join(
-        frame({"type": "control_cancel_request", "request_id": r}) for r in sorted(cancelled)
+        script_line({"type": "control_cancel_request", "request_id": r}) for r in sorted(cancelled)
     )
     stream += req("release", "release")
     expected = len(ids) - len(cancelled) + 1
     steps = [{"write": stream}, {"await_lines": expected}, {"report": True}]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers={"work": work, "release": release}) as session,
     ):
         _, report = await until_report(session)
@@ -499,7 +480,7 @@ async def test_cli_exits_while_a_handler_runs(tmp_path: Path) -> None:
 
     steps = [{"write": req("p1", "ping")}, {"wait_file": str(tmp_path / "go")}, {"exit": 3}]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers={"ping": slow}) as session,
     ):
         with anyio.fail_after(10):
@@ -512,8 +493,10 @@ async def test_cli_exits_while_a_handler_runs(tmp_path: Path) -> None:
 
 
 async def test_a_stopped_cli_is_still_closed_in_bounded_time(tmp_path: Path) -> None:
-    steps = [{"write": frame({"type": "assistant", "n": 1})}, {"sigstop": True}]
-    transport = SubprocessTransport(peer(tmp_path, steps), close_timeout=0.5, terminate_timeout=0.5)
+    steps = [{"write": script_line({"type": "assistant", "n": 1})}, {"sigstop": True}]
+    transport = SubprocessTransport(
+        hostile_argv(tmp_path, steps), close_timeout=0.5, terminate_timeout=0.5
+    )
     async with transport, ControlSession(transport) as session:
         async for message in session.messages():
             assert message == {"type": "assistant", "n": 1}
@@ -524,7 +507,7 @@ async def test_a_stopped_cli_is_still_closed_in_bounded_time(tmp_path: Path) -> 
 async def test_cli_that_closes_its_stdin_early(tmp_path: Path) -> None:
     steps = [
         {"close_stdin": True},
-        {"write": frame({"type": "assistant", "n": 1}) + hook_request("h5")},
+        {"write": script_line({"type": "assistant", "n": 1}) + hook_request("h5")},
         {"wait_file": str(tmp_path / "never")},
     ]
 
@@ -532,7 +515,7 @@ async def test_cli_that_closes_its_stdin_early(tmp_path: Path) -> None:
         return {}
 
     hooks = {"PreToolUse": [HookMatcher(None, [on_hook])]}
-    transport = SubprocessTransport(peer(tmp_path, steps), close_timeout=0.5)
+    transport = SubprocessTransport(hostile_argv(tmp_path, steps), close_timeout=0.5)
     async with transport, ControlSession(transport, hooks=hooks) as session:
         got = []
         with anyio.fail_after(10), pytest.raises(SessionClosed, match="cannot answer"):
@@ -542,9 +525,13 @@ async def test_cli_that_closes_its_stdin_early(tmp_path: Path) -> None:
 
 
 async def test_cli_exits_leaving_a_grandchild_holding_its_pipes(tmp_path: Path) -> None:
-    steps = [{"spawn_holder": True}, {"write": frame({"type": "assistant", "n": 1})}, {"exit": 4}]
+    steps = [
+        {"spawn_holder": True},
+        {"write": script_line({"type": "assistant", "n": 1})},
+        {"exit": 4},
+    ]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport) as session,
     ):
         got = []
@@ -556,7 +543,7 @@ async def test_cli_exits_leaving_a_grandchild_holding_its_pipes(tmp_path: Path) 
 
 async def test_line_over_the_limit_fails_a_pending_request_at_once(tmp_path: Path) -> None:
     steps = [{"await_request": "interrupt"}, {"write": '{"type":"assistant","pad":"' + "x" * 5000}]
-    transport = SubprocessTransport(peer(tmp_path, steps), max_line_bytes=1024)
+    transport = SubprocessTransport(hostile_argv(tmp_path, steps), max_line_bytes=1024)
     async with transport, ControlSession(transport) as session:
         with anyio.fail_after(10), pytest.raises(SessionClosed, match="max_line_bytes"):
             await session.request({"subtype": "interrupt"}, timeout=30)
@@ -574,7 +561,7 @@ async def test_close_from_inside_a_handler(tmp_path: Path) -> None:
         return {"never": "written"}
 
     steps = [{"write": req("c1", "ping")}, {"drain": True}]
-    transport = SubprocessTransport(peer(tmp_path, steps))
+    transport = SubprocessTransport(hostile_argv(tmp_path, steps))
     session = ControlSession(transport, handlers={"ping": close_me}, close_timeout=10)
     with anyio.fail_after(5):
         async with transport, session:
@@ -585,8 +572,8 @@ async def test_close_from_inside_a_handler(tmp_path: Path) -> None:
 
 
 async def test_close_from_many_tasks_at_once(tmp_path: Path) -> None:
-    steps = [{"write": frame({"type": "assistant", "n": 1})}, {"drain": True}]
-    transport = SubprocessTransport(peer(tmp_path, steps))
+    steps = [{"write": script_line({"type": "assistant", "n": 1})}, {"drain": True}]
+    transport = SubprocessTransport(hostile_argv(tmp_path, steps))
     session = ControlSession(transport)
     await transport.start()
     await session.start()
@@ -599,7 +586,7 @@ async def test_close_from_many_tasks_at_once(tmp_path: Path) -> None:
 
 async def test_close_while_initialize_is_pending(tmp_path: Path) -> None:
     steps = [{"await_request": "initialize"}, {"drain": True}]
-    transport = SubprocessTransport(peer(tmp_path, steps))
+    transport = SubprocessTransport(hostile_argv(tmp_path, steps))
     async with transport, ControlSession(transport) as session:
         errors: list[BaseException] = []
 
@@ -632,7 +619,7 @@ async def test_timeout_then_late_answer_then_a_working_request(tmp_path: Path) -
         {"drain": True},
     ]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport) as session,
     ):
         with pytest.raises(TimeoutError):
@@ -653,7 +640,7 @@ async def test_a_handler_result_that_is_not_an_object(
 
     steps = [{"write": req("o1", "ping")}, {"await_answer": "o1"}, {"report": True}]
     async with (
-        SubprocessTransport(peer(tmp_path, steps)) as transport,
+        SubprocessTransport(hostile_argv(tmp_path, steps)) as transport,
         ControlSession(transport, handlers={"ping": odd}) as session,
     ):
         _, report = await until_report(session)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import force_child, peer_argv
+from helpers import force_child, peer_argv, read_all
 
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError
 from ctlwire.transport._child import KINDS
@@ -35,15 +35,6 @@ def group_gone(pgid: int, within: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
-
-
-async def read_all(transport: SubprocessTransport) -> list[bytes]:
-    lines: list[bytes] = []
-    try:
-        while True:
-            lines += await transport.receive_lines()
-    except anyio.EndOfStream:
-        return lines
 
 
 async def test_echo_round_trip_and_exit_code(child_kind: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import force_child
+from helpers import force_child, read_all
 
 from ctlwire.transport import (
     CtlwireError,
@@ -41,15 +41,6 @@ BIG = 4 << 20  # several pipe buffers, and more than asyncio's write buffer high
 @pytest.fixture(autouse=True, params=KINDS)
 def child_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     return force_child(str(request.param), monkeypatch)
-
-
-async def read_all(transport: SubprocessTransport) -> list[bytes]:
-    lines: list[bytes] = []
-    try:
-        while True:
-            lines += await transport.receive_lines()
-    except anyio.EndOfStream:
-        return lines
 
 
 def held_reader() -> SubprocessTransport:
