@@ -114,7 +114,7 @@ def test_record_once_then_replay_and_a_change_fails_with_its_difference(
     # A changed prompt fails both tests, also the one that swallows the SDK's error.
     monkeypatch.setenv("CASSETTE_PROMPT", "Please write another file.")
     monkeypatch.setenv("CASSETTE_SWALLOW", "trio")
-    run = pytester.runpytest_subprocess(timeout=120)
+    run = pytester.runpytest_subprocess("-rN", timeout=120)  # no summary: count reports only
     run.assert_outcomes(failed=2)
     out = run.stdout.str()
     for path in cassettes.values():
