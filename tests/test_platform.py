@@ -109,8 +109,9 @@ for name in ("SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGCHLD", "SIGPIPE"):
 for name in ("killpg", "setsid", "pidfd_open", "waitid", "WNOWAIT", "setpgid"):
     if hasattr(os, name):
         delattr(os, name)
-import ctlwire.transport
-import ctlwire.transport._portable, ctlwire.transport._child_portable
+"""
+
+NO_IMPLEMENTATION = """
 from ctlwire.transport import SubprocessTransport, TransportError
 try:
     SubprocessTransport(["x"])
@@ -119,9 +120,10 @@ except TransportError as exc:
 """
 
 
-def test_transport_imports_without_posix_signals() -> None:
-    out = run_python(NO_POSIX_SIGNALS)
+def test_every_module_imports_without_posix_signals() -> None:
+    out = run_python(NO_POSIX_SIGNALS + IMPORT_ALL + NO_IMPLEMENTATION)
     assert out.returncode == 0, out.stderr
+    assert int(out.stdout.splitlines()[0]) >= 25
     assert "no child-process implementation" in out.stdout
     assert "os.killpg" in out.stdout and "signal.SIGKILL" in out.stdout
 
