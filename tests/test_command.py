@@ -112,6 +112,21 @@ def test_ctrl_c_in_replay_prints_what_passed_and_exits_130(tmp_path: Path, backe
     assert time.monotonic() - started < 15
 
 
+def test_ctrl_c_handed_over_in_a_task_group_is_still_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On trio the interrupt may reach replay inside a task group's exception group."""
+    from ctlwire.fixtures import command
+
+    def interrupted_in_a_group(*args: object, **kwargs: object) -> None:
+        raise BaseExceptionGroup("from a task group", [KeyboardInterrupt()])
+
+    monkeypatch.setattr(command.anyio, "run", interrupted_in_a_group)
+    log = session_log(tmp_path / "one.jsonl", 0.0)
+    assert command.main(["replay", str(log)]) == 130
+    assert "interrupted: 0 passed, 0 failed, 1 not finished" in capsys.readouterr().out
+
+
 def test_license_matches_the_metadata() -> None:
     from importlib.metadata import metadata
 
@@ -145,9 +160,21 @@ def test_bad_arguments_get_a_clear_error_not_a_traceback() -> None:
     bad_replace = ctlwire("fake-cli", "--script", shipped, "--replace", "bad")
     assert bad_replace.returncode == 2
     assert "--replace: expected OLD=NEW, got 'bad'" in bad_replace.stderr
+    assert bad_replace.stderr.startswith("usage: ctlwire fake-cli")
     assert "Traceback" not in bad_replace.stderr
     bad_port = ctlwire("fake-api", "--port", "99999")
     assert bad_port.returncode == 2 and "a port is 0 to 65535, got 99999" in bad_port.stderr
+
+
+def test_record_writes_no_log_for_a_session_that_never_ran(tmp_path: Path) -> None:
+    log = tmp_path / "session.jsonl"
+    missing = ctlwire("record", "--log", str(log), "--", str(tmp_path / "no-such-cli"))
+    assert missing.returncode == 127, missing.stderr
+    assert "cannot start" in missing.stderr and "no-such-cli" in missing.stderr
+    bad = ctlwire("record", "--log", str(log), "--replace", "=x", "--", sys.executable)
+    assert bad.returncode == 2 and bad.stderr.startswith("usage: ctlwire record"), bad.stderr
+    assert "--replace: expected OLD=NEW, got '=x'" in bad.stderr
+    assert not log.exists()
 
 
 def test_fake_api_on_a_port_in_use_says_so() -> None:

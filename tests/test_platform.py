@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 from helpers import force_child
 
@@ -208,3 +209,22 @@ def test_ctrl_c_ends_the_child_and_its_tree(
         if script.poll() is None:
             script.kill()
             script.wait()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", KINDS)
+async def test_ctrl_c_inside_a_task_group_also_skips_the_exit_wait(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trio's task groups hand KeyboardInterrupt over in a group; the close still goes
+    straight to SIGTERM instead of waiting ``close_timeout`` for a CLI that ignores EOF."""
+    force_child(kind, monkeypatch)
+    ignores_eof = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]
+    with pytest.raises(BaseExceptionGroup) as caught:
+        async with SubprocessTransport(ignores_eof, close_timeout=20) as t:
+            assert await t.receive_lines() == [b"up"]
+            interrupted_at = anyio.current_time()
+            raise BaseExceptionGroup("from a task group", [KeyboardInterrupt()])
+    assert anyio.current_time() - interrupted_at < 10  # the EOF wait alone would be 20 s
+    assert caught.group_contains(KeyboardInterrupt)
+    assert t.returncode is not None and t.returncode != 0

@@ -215,7 +215,9 @@ class SubprocessTransport(AsyncResource):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is not None
+        ):  # trio's task groups hand a Ctrl-C over inside a group
             self._interrupted = True
         await self.aclose()
 
