@@ -14,6 +14,7 @@ from ctlwire.protocol import (
     MalformedAnswer,
     ProtocolError,
     RequestContext,
+    RequestTimeout,
     SessionClosed,
 )
 from ctlwire.transport import (
@@ -43,6 +44,7 @@ __all__ = [
     "ProcessExited",
     "ProtocolError",
     "RequestContext",
+    "RequestTimeout",
     "SessionClosed",
     "SubprocessTransport",
     "Transport",

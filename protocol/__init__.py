@@ -25,6 +25,7 @@ from .errors import (
     MalformedAnswer,
     MalformedFrame,
     ProtocolError,
+    RequestTimeout,
     SessionClosed,
 )
 from .hooks import HookCallback, HookMatcher
@@ -52,6 +53,7 @@ __all__ = [
     "RequestContext",
     "RequestReceived",
     "RequestRejected",
+    "RequestTimeout",
     "ResponseReceived",
     "SessionClosed",
     "Stage",

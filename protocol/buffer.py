@@ -13,13 +13,15 @@ import tempfile
 from collections import deque
 from typing import IO
 
+from ctlwire.transport import CtlwireError
+
 # What one queued line costs beyond its bytes (the bytes object and the deque slot).
 LINE_OVERHEAD = 64
 # How much of the spill file is read back at a time.
 READ_BACK = 1 << 20
 
 
-class SpillError(OSError):
+class SpillError(CtlwireError, OSError):
     """The overflow file could not be written or read."""
 
 

@@ -20,6 +20,16 @@ class MalformedAnswer(ControlError):
     """The CLI answered one of our requests with a response that breaks the protocol."""
 
 
+class RequestTimeout(CtlwireError, TimeoutError):
+    """No answer to one of our control requests came within its timeout."""
+
+    def __init__(self, request_id: str, subtype: str, timeout: float) -> None:
+        super().__init__(f"no answer to {subtype} request {request_id} within {timeout:g} s")
+        self.request_id = request_id
+        self.subtype = subtype
+        self.timeout = timeout
+
+
 class SessionClosed(CtlwireError):
     """The session ended (CLI exit, EOF, transport error or close) before an answer came."""
 

@@ -35,7 +35,7 @@ from .core import (
     RequestReceived,
     RequestRejected,
 )
-from .errors import SessionClosed
+from .errors import RequestTimeout, SessionClosed
 from .hooks import HookMatcher, HookRegistry
 from .requests import Answer, Outcome
 from .wire import Frame, encode_frame
@@ -186,8 +186,8 @@ class ControlSession(AsyncResource):
         """Send our own control request and return the ``response`` payload.
 
         Raises `ControlError` on an error answer (`MalformedAnswer` on one that breaks
-        the protocol), `TimeoutError` after ``timeout`` seconds, `SessionClosed` if the
-        session ends first.
+        the protocol), `RequestTimeout` (a `TimeoutError`) after ``timeout`` seconds,
+        `SessionClosed` if the session ends first.
         """
         self._check_open()
         entry = self._protocol.start_request(request)
@@ -201,12 +201,14 @@ class ControlSession(AsyncResource):
 
         entry.on_settled = settled
         try:
-            with anyio.fail_after(timeout):
+            with anyio.move_on_after(timeout) as deadline:
                 with writing:
                     await self._write(entry.line)
                 await answered.wait()
         finally:
             self._protocol.forget_request(entry)
+        if deadline.cancelled_caught and timeout is not None:
+            raise RequestTimeout(entry.request_id, entry.subtype, timeout)
         return entry.result()
 
     async def send(self, frame: Mapping[str, Any]) -> None:

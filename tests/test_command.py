@@ -153,6 +153,24 @@ def test_fake_api_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> 
         assert exports["HOME"] == str(tmp_path)
         _, err = interrupt(proc)
     assert proc.returncode == 0, err
+    assert tmp_path.is_dir()  # a HOME the user gave is theirs to keep
+
+
+def test_fake_api_removes_the_temporary_home_it_made() -> None:
+    with ctlwire_running("fake-api") as proc:
+        assert proc.stdout is not None
+        home = None
+        while home is None:
+            line = proc.stdout.readline()
+            assert line, "fake-api ended before printing HOME"
+            if line.startswith("export HOME="):
+                home = Path(line.removeprefix("export HOME=").strip())
+        assert home.is_dir() and home.name.startswith("ctlwire-home-")
+        (home / ".claude").mkdir()  # what the CLI leaves there
+        (home / ".claude" / "settings.json").write_text("{}")
+        _, err = interrupt(proc)
+    assert proc.returncode == 0, err
+    assert not home.exists()
 
 
 def test_bad_arguments_get_a_clear_error_not_a_traceback() -> None:

@@ -145,7 +145,8 @@ def test_diff_sees_a_key_change_type(tmp_path: Path) -> None:
     ("content", "why"),
     [
         (None, "cannot read"),
-        ("", "no frame records"),
+        ("", "empty: not a session log"),
+        ("\n  \n", "empty: not a session log"),
         ("this is not json\n", "not JSON"),
         ('{"ctlwire_log": 1, "argv": []}\n', "no frame records"),
     ],
@@ -259,3 +260,19 @@ def test_lint_accepts_a_request_left_hanging_after_stdin_closed() -> None:
 def test_lint_unreadable_file_exits_2(tmp_path: Path) -> None:
     done = ctlwire("lint", tmp_path / "missing.jsonl")
     assert done.returncode == 2 and "cannot read" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["lint", "show"])
+def test_an_empty_file_is_not_a_log(tmp_path: Path, command: str) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    done = ctlwire(command, empty)
+    assert done.returncode == 2
+    assert f"{empty}:0: empty: not a session log" in done.stdout + done.stderr
+
+
+def test_lint_of_a_file_without_one_record_names_only_its_bad_lines(tmp_path: Path) -> None:
+    assert lint_lines(tmp_path, "not a record\n") == [
+        "1: not JSON: JSON is malformed: invalid character (byte 4)"
+    ]
+    assert lint_lines(tmp_path, '{"ctlwire_log": 1, "argv": []}\n') == ["0: no records"]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import ctlwire
 import ctlwire.protocol
 import ctlwire.transport
@@ -67,3 +69,49 @@ def test_layers_import_downwards_through_public_faces() -> None:
         for name in _imports(path, "ctlwire.fixtures"):
             inside = name.startswith("ctlwire.fixtures")
             assert inside or name in PUBLIC, f"{path.name} imports {name}"
+
+
+def test_every_error_ctlwire_defines_is_a_ctlwire_error() -> None:
+    import importlib
+    import inspect
+    import pkgutil
+
+    found = {}
+    for package in (
+        ctlwire.transport,
+        ctlwire.protocol,
+        importlib.import_module("ctlwire.fixtures"),
+    ):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            module = importlib.import_module(info.name)
+            for name, value in vars(module).items():
+                ours = getattr(value, "__module__", None) == info.name and name[0] != "_"
+                if ours and inspect.isclass(value) and issubclass(value, BaseException):
+                    found[f"{info.name}.{name}"] = value
+    assert len(found) >= 15, sorted(found)
+    strays = [name for name, cls in found.items() if not issubclass(cls, ctlwire.CtlwireError)]
+    assert not strays, strays
+
+
+def test_the_tooling_face_names_its_api_and_loads_it_on_use() -> None:
+    code = (
+        "import sys, ctlwire.fixtures as f\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ctlwire.fixtures.')))\n"
+        "f.read_log\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ctlwire.fixtures.')))\n"
+    )
+    out = _run(sys.executable, "-c", code)
+    before, after = out.stdout.splitlines()
+    assert before == "[]", out.stderr
+    assert "'ctlwire.fixtures.log'" in after and "fake_api" not in after
+
+    from ctlwire import fixtures
+    from ctlwire.fixtures import log, real_cli
+
+    assert sorted(fixtures.__all__) == sorted(fixtures._HOME_OF)
+    for name in fixtures.__all__:
+        assert getattr(fixtures, name).__name__ == name
+        assert name in dir(fixtures)
+    assert fixtures.read_log is log.read_log and fixtures.find_real_cli is real_cli.find_real_cli
+    with pytest.raises(AttributeError, match="no_such_name"):
+        fixtures.no_such_name  # noqa: B018

@@ -156,14 +156,20 @@ def test_corrupted_log_fails_with_a_pointer_to_the_record(tmp_path: Path, case: 
     assert pointer in out.stdout, out.stdout
 
 
-@pytest.mark.parametrize("content", ["", '{"ctlwire_log": 1, "argv": []}\n'])
-def test_a_log_without_records_fails_at_once(tmp_path: Path, content: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("", "empty: not a session log"),
+        ('{"ctlwire_log": 1, "argv": []}\n', "no records to replay"),
+    ],
+)
+def test_a_log_without_records_fails_at_once(tmp_path: Path, content: str, why: str) -> None:
     path = tmp_path / "empty.jsonl"
     path.write_text(content)
     out = ctlwire("replay", str(path), timeout=15)  # the replay timeout is 30 s
     assert out.returncode == 1
     assert f"FAIL {path}" in out.stdout
-    assert "no records to replay" in out.stdout
+    assert why in out.stdout
 
 
 def test_unreadable_log_is_a_failure_not_a_crash(tmp_path: Path) -> None:

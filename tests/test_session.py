@@ -13,9 +13,10 @@ from ctlwire.protocol import (
     ControlSession,
     HookMatcher,
     RequestContext,
+    RequestTimeout,
     SessionClosed,
 )
-from ctlwire.transport import LineTooLong, ProcessExited, memory_transport_pair
+from ctlwire.transport import CtlwireError, LineTooLong, ProcessExited, memory_transport_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -125,10 +126,18 @@ async def test_error_answer_is_control_error_and_timeout_forgets_the_entry() -> 
         assert info.value.message == "model not found"
         assert info.value.subtype == "set_model"
 
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError) as timed_out:
             await session.request({"subtype": "interrupt"}, timeout=0.05)
+        assert isinstance(timed_out.value, RequestTimeout) and isinstance(
+            timed_out.value, CtlwireError
+        )
         assert len(session._protocol.pending) == 0
         late = await peer.receive_frame()
+        assert timed_out.value.request_id == late["request_id"]
+        assert (
+            str(timed_out.value)
+            == f"no answer to interrupt request {late['request_id']} within 0.05 s"
+        )
         await peer.send_frame(answer(late, {"late": True}))  # dropped with a debug log
 
         with anyio.CancelScope() as scope:
