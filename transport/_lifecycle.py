@@ -25,4 +25,8 @@ class AsyncResource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._leaving_by(exc)
         await self.aclose()
+
+    def _leaving_by(self, exc: BaseException | None) -> None:
+        """Told what ended the ``async with`` block (None: its end), before the close."""

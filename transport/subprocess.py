@@ -14,7 +14,6 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Self
 
 import anyio
@@ -209,17 +208,11 @@ class SubprocessTransport(AsyncResource):
             raise
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _leaving_by(self, exc: BaseException | None) -> None:
         if isinstance(exc, KeyboardInterrupt) or (
             isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is not None
         ):  # trio's task groups hand a Ctrl-C over inside a group
             self._interrupted = True
-        await self.aclose()
 
     @property
     def _closing(self) -> bool:
