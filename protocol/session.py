@@ -51,11 +51,21 @@ EXIT_AFTER_EOF_TIMEOUT = 1.0
 DEFAULT_BUFFER_BYTES = 16 * 2**20
 
 
-def _really_stopping(exc: BaseException) -> bool:
-    """A BaseException that must go on up: the task is being cancelled or the process
-    is stopping. A cancellation exception some awaited thing raised on its own (a future
-    cancelled elsewhere) is the handler's failure, and answered as one."""
-    return isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit) or being_cancelled()
+def _going_up(exc: BaseException) -> BaseException | None:
+    """What a handler's exception must raise instead of being answered: itself, when the
+    task is being cancelled or the process is stopping; the bare KeyboardInterrupt or
+    SystemExit when the handler's own task group wrapped one, so that it stops the
+    program as it would unwrapped. A cancellation exception some awaited thing raised on
+    its own (a future cancelled elsewhere) is the handler's failure: None, answered."""
+    if isinstance(exc, BaseExceptionGroup):
+        stops: BaseException | None = exc.subgroup((KeyboardInterrupt, SystemExit))
+        while isinstance(stops, BaseExceptionGroup):
+            stops = stops.exceptions[0]
+        if stops is not None:
+            return stops
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit) or being_cancelled():
+        return exc
+    return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -329,8 +339,11 @@ class ControlSession(AsyncResource):
                     raise LookupError(f"no handler for control request {event.subtype!r}")
                 answer = protocol.answer(event.entry, await handler(event.request, context))
             except BaseException as exc:
-                if not isinstance(exc, Exception) and _really_stopping(exc):
+                up = None if isinstance(exc, Exception) else _going_up(exc)
+                if up is exc:
                     raise
+                if up is not None:
+                    raise up from exc
                 text = _describe(exc)
                 logger.warning("%s handler for %s raised %s", event.subtype, event.request_id, text)
                 answer = protocol.answer_error(event.entry, text)

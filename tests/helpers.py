@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,14 @@ async def read_all(transport: Transport) -> list[bytes]:
             lines += await transport.receive_lines()
     except anyio.EndOfStream:
         return lines
+
+
+def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS...`` in this interpreter, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -156,7 +156,8 @@ def test_fake_api_prints_the_environment_and_stops_on_ctrl_c(tmp_path: Path) -> 
     assert tmp_path.is_dir()  # a HOME the user gave is theirs to keep
 
 
-def test_fake_api_removes_the_temporary_home_it_made() -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_fake_api_removes_the_temporary_home_it_made(sig: signal.Signals) -> None:
     with ctlwire_running("fake-api") as proc:
         assert proc.stdout is not None
         home = None
@@ -168,7 +169,8 @@ def test_fake_api_removes_the_temporary_home_it_made() -> None:
         assert home.is_dir() and home.name.startswith("ctlwire-home-")
         (home / ".claude").mkdir()  # what the CLI leaves there
         (home / ".claude" / "settings.json").write_text("{}")
-        _, err = interrupt(proc)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert not home.exists()
 

@@ -115,3 +115,40 @@ def test_the_tooling_face_names_its_api_and_loads_it_on_use() -> None:
     assert fixtures.read_log is log.read_log and fixtures.find_real_cli is real_cli.find_real_cli
     with pytest.raises(AttributeError, match="no_such_name"):
         fixtures.no_such_name  # noqa: B018
+
+
+def test_errors_survive_pickling_and_copying() -> None:
+    """Errors cross process boundaries (pools, xdist) and get copied: each comes back
+    whole, with its message and its fields, whatever its constructor takes."""
+    import copy
+    import pickle
+
+    from ctlwire.fixtures import LogFormatError, RealCliMissing
+    from ctlwire.fixtures.matcher import Mismatch
+    from ctlwire.protocol.buffer import SpillError
+    from ctlwire.protocol.errors import FrameDecodeError, MalformedFrame
+    from ctlwire.transport import InputBroken
+
+    errors = [
+        ctlwire.RequestTimeout("req_1", "interrupt", 1.5),
+        ctlwire.ControlError("model not found", "req_2", "set_model"),
+        ctlwire.SessionClosed("the CLI exited", ValueError("code 1")),
+        ctlwire.ProcessExited(1, ["boom"], "the CLI died"),
+        ctlwire.LineTooLong(10, 20),
+        ctlwire.InputClosed("stdin closed"),
+        InputBroken("broken pipe"),
+        FrameDecodeError("not JSON", b"{oops"),
+        MalformedFrame("no request_id", {"type": "control_request"}, "req_3"),
+        SpillError(28, "no space left"),
+        LogFormatError("a.jsonl", 3, "not JSON"),
+        RealCliMissing("no claude"),
+        Mismatch("the SDK's user differs"),
+    ]
+    for error in errors:
+        for again in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
+            assert type(again) is type(error) and str(again) == str(error)
+            assert again.args == error.args
+            assert {k: str(v) for k, v in vars(again).items()} == {
+                k: str(v) for k, v in vars(error).items()
+            }
+    assert pickle.loads(pickle.dumps(errors[-4])).errno == 28

@@ -57,6 +57,24 @@ def test_bad_logs_name_file_line_and_problem(tmp_path: Path, content: str, what:
     assert what in str(info.value)
 
 
+def test_a_header_is_the_first_line_only_and_a_top_level_key_only(tmp_path: Path) -> None:
+    header = '{"ctlwire_log": 1, "argv": ["claude"]}\n'
+    path = tmp_path / "two_headers.jsonl"
+    path.write_text(header + header + '{"t": 0, "src": "sdk", "eof": true}\n')
+    with pytest.raises(LogFormatError, match=r"two_headers.jsonl:2: a log header may only"):
+        read_log(path)
+    # The model may well write JSON with that key (working on ctlwire, say): just data.
+    talk = {"type": "user", "message": {"content": [{"ctlwire_log": 1}]}, "ctlwire_log": 2}
+    record = json.dumps({"t": 0, "src": "sdk", "frame": talk})
+    path = tmp_path / "talks_about_logs.jsonl"
+    path.write_text(record + "\n" + header.replace("1", "9") + "\n")
+    with pytest.raises(LogFormatError, match=r"talks_about_logs.jsonl:2: a log header may only"):
+        read_log(path)
+    path.write_text(header + record + "\n")
+    log = read_log(path)
+    assert log.header.argv == ["claude"] and log.records[0].frame == talk
+
+
 def test_unsupported_log_version(tmp_path: Path) -> None:
     path = tmp_path / "v7.jsonl"
     path.write_text('{"ctlwire_log": 7, "argv": []}\n')

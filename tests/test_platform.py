@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import anyio
 import pytest
-from helpers import force_child
+from helpers import force_child, run_python
 
 import ctlwire.transport._child as child_seam
 from ctlwire.transport import SubprocessTransport, TransportError
@@ -23,16 +22,6 @@ MACOS_LACKS = {
     "os": ("pidfd_open", "waitid", "P_PIDFD", "WNOWAIT"),
     "fcntl": ("F_SETPIPE_SZ", "F_GETPIPE_SZ"),
 }
-
-
-def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 # -- choosing -------------------------------------------------------------------------
@@ -113,7 +102,9 @@ for name in ("killpg", "setsid", "pidfd_open", "waitid", "WNOWAIT", "setpgid"):
 """
 
 NO_IMPLEMENTATION = """
+from ctlwire import ControlSession
 from ctlwire.transport import SubprocessTransport, TransportError
+from ctlwire.transport.subprocess import is_ctrl_c
 try:
     SubprocessTransport(["x"])
 except TransportError as exc:
@@ -211,20 +202,50 @@ def test_ctrl_c_ends_the_child_and_its_tree(
             script.wait()
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("kind", KINDS)
-async def test_ctrl_c_inside_a_task_group_also_skips_the_exit_wait(
-    kind: str, monkeypatch: pytest.MonkeyPatch
+CLOSE_BY_CTRL_C = """
+import sys, time, anyio
+from contextlib import aclosing
+from ctlwire import ControlSession, SubprocessTransport
+
+IGNORES_EOF = [
+    sys.executable, "-c",
+    "import json, time; print(json.dumps({'type': 'system'}), flush=True); time.sleep(120)",
+]
+
+def ctrl_c():
+    if sys.argv[3] == "grouped":  # as a trio task group hands it over
+        return BaseExceptionGroup("from a task group", [KeyboardInterrupt()])
+    return KeyboardInterrupt()
+
+async def main():
+    async with SubprocessTransport(IGNORES_EOF, close_timeout=20) as t:
+        print(t.pid, flush=True)
+        if sys.argv[2] == "session":
+            async with ControlSession(t) as session:
+                async with aclosing(session.messages()) as messages:
+                    await anext(messages)
+                raise ctrl_c()
+        await t.receive_lines()
+        raise ctrl_c()
+
+started = time.monotonic()
+try:
+    anyio.run(main, backend=sys.argv[1])
+except BaseException:
+    print(round(time.monotonic() - started, 1), flush=True)
+"""
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+@pytest.mark.parametrize("wrapper", ["transport", "session"])
+@pytest.mark.parametrize("how", ["bare", "grouped"])
+def test_ctrl_c_skips_the_exit_wait_through_any_wrapper(
+    backend: str, wrapper: str, how: str
 ) -> None:
-    """trio's task groups hand KeyboardInterrupt over in a group; the close still goes
-    straight to SIGTERM instead of waiting ``close_timeout`` for a CLI that ignores EOF."""
-    force_child(kind, monkeypatch)
-    ignores_eof = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)"]
-    with pytest.raises(BaseExceptionGroup) as caught:
-        async with SubprocessTransport(ignores_eof, close_timeout=20) as t:
-            assert await t.receive_lines() == [b"up"]
-            interrupted_at = anyio.current_time()
-            raise BaseExceptionGroup("from a task group", [KeyboardInterrupt()])
-    assert anyio.current_time() - interrupted_at < 10  # the EOF wait alone would be 20 s
-    assert caught.group_contains(KeyboardInterrupt)
-    assert t.returncode is not None and t.returncode != 0
+    """Leaving by Ctrl-C, the close goes straight to SIGTERM instead of waiting
+    ``close_timeout`` (20 s) for a CLI that ignores EOF: also when a session wraps the
+    transport (and closes it first), and when a task group wrapped the interrupt."""
+    done = run_python(CLOSE_BY_CTRL_C, backend, wrapper, how, timeout=120)
+    pid, took = done.stdout.split()
+    assert float(took) < 10, done.stderr
+    assert gone(int(pid))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
 import anyio
 import pytest
+from helpers import run_python
 
 from ctlwire.protocol import (
     ControlError,
@@ -175,6 +177,47 @@ async def test_handlers_answer_raise_and_unknown_subtypes_get_errors() -> None:
                 }
             else:
                 assert reply["subtype"] == "error"
+
+
+STOPPING_HANDLER = """
+import sys, anyio
+from ctlwire import ControlSession
+from ctlwire.transport import memory_transport_pair
+
+async def handler(request, ctx):
+    stop = KeyboardInterrupt() if sys.argv[2] == "ctrl-c" else SystemExit(3)
+    if sys.argv[3] == "grouped":
+        raise BaseExceptionGroup("the handler's task group", [stop])
+    raise stop
+
+async def main():
+    transport, peer = memory_transport_pair()
+    with anyio.fail_after(20):
+        async with ControlSession(transport, handlers={"can_use_tool": handler}):
+            ask = {"subtype": "can_use_tool"}
+            await peer.send_frame({"type": "control_request", "request_id": "r", "request": ask})
+            print("the CLI got", await peer.receive_frame(), flush=True)
+
+anyio.run(main, backend=sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("how", ["bare", "grouped"])
+@pytest.mark.parametrize("stop", ["ctrl-c", "exit"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_handler_that_stops_the_program_is_not_answered(
+    backend: str, stop: str, how: str
+) -> None:
+    """A KeyboardInterrupt or SystemExit from a handler, bare or in the exception group of
+    the handler's own task group, stops the program, and the CLI gets no error answer."""
+    done = run_python(STOPPING_HANDLER, backend, stop, how)
+    assert "the CLI got" not in done.stdout, done.stdout
+    assert "TimeoutError" not in done.stderr, done.stderr
+    if backend == "asyncio":  # the program ends as it would with the bare exception
+        assert done.returncode == (-signal.SIGINT if stop == "ctrl-c" else 3), done.stderr
+    else:  # trio ends a run whose system task raised: the cause is still in the trace
+        assert done.returncode != 0
+        assert ("KeyboardInterrupt" if stop == "ctrl-c" else "SystemExit: 3") in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,4 @@ class AsyncResource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._leaving_by(exc)
         await self.aclose()
-
-    def _leaving_by(self, exc: BaseException | None) -> None:
-        """Told what ended the ``async with`` block (None: its end), before the close."""

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class CtlwireError(Exception):
     """The base of every error ctlwire raises on purpose (transport and protocol)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take arguments of their own, not the message: rebuild from the state
+        # (so errors survive pickling across processes, and copying).
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[CtlwireError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class TransportError(CtlwireError):

@@ -13,6 +13,7 @@ import enum
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
@@ -33,6 +34,13 @@ READ_SIZE = 1 << 20
 # After the CLI exits, how long its stdout/stderr may stay open (held by a descendant
 # that inherited them) before we stop waiting for their EOF.
 ORPHANED_PIPE_GRACE = 0.5
+
+
+def is_ctrl_c(exc: BaseException | None) -> bool:
+    """A KeyboardInterrupt, also inside the exception group of a (trio) task group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return isinstance(exc, KeyboardInterrupt)
 
 
 class Input(enum.Enum):
@@ -148,7 +156,7 @@ class SubprocessTransport(AsyncResource):
         self._life = Life.NEW
         self._input = Input.OPEN
         self._output = Output.READY
-        self._interrupted = False  # left by KeyboardInterrupt: no voluntary exit wait
+        self._interrupted = False  # closed during a Ctrl-C: no voluntary exit wait
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._exited = anyio.Event()
         self._stdout_done = anyio.Event()
@@ -207,12 +215,6 @@ class SubprocessTransport(AsyncResource):
             await self.aclose()  # a Ctrl-C or cancel right after the spawn: end it
             raise
         return self
-
-    def _leaving_by(self, exc: BaseException | None) -> None:
-        if isinstance(exc, KeyboardInterrupt) or (
-            isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is not None
-        ):  # trio's task groups hand a Ctrl-C over inside a group
-            self._interrupted = True
 
     @property
     def _closing(self) -> bool:
@@ -291,6 +293,9 @@ class SubprocessTransport(AsyncResource):
             await self._closed.wait()
             return
         self._life = Life.CLOSING
+        # Closed while a Ctrl-C unwinds (from any wrapper's `async with`: a session, a
+        # recorder): the CLI gets SIGTERM at once instead of time to exit on EOF.
+        self._interrupted = is_ctrl_c(sys.exc_info()[1])
         try:
             with anyio.CancelScope(shield=True):
                 if self._child is not None:  # else nothing started, not even the watch
