@@ -55,11 +55,13 @@ typecheck: $(STAMP)
 # Twice: as is, then under an interpreter stripped of what CPython 3.11/3.12 lacks on
 # macOS (pidfd, waitid, pipe sizes; see tests/macos_stripped), so the POSIX child-process
 # path runs the whole suite too. Python children inherit PYTHONPATH, so are stripped too.
+# Two xdist workers: the suite waits on subprocesses more than it computes.
+PYTEST := $(BIN)/pytest -n $(or $(PYTEST_WORKERS),2)
 pytest: $(STAMP) $(TS_STAMP)
 	$(INSTALL) --no-deps --force-reinstall .
-	$(BIN)/pytest
+	$(PYTEST)
 	CTLWIRE_STRIPPED=1 PYTHONPATH="$(CURDIR)/tests/macos_stripped$${PYTHONPATH:+:$$PYTHONPATH}" \
-		$(BIN)/pytest
+		$(PYTEST)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --json bench-results.json
