@@ -1,4 +1,5 @@
-"""Fixtures for every test: both anyio backends and a guard against leaked children."""
+"""Fixtures for every test: both anyio backends, a guard against leaked children, and
+property tests that never fail on timing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]
+
+# Speed is the bench's business: no property test may fail because a busy machine (two
+# xdist workers on two cores) made example generation or one example slow.
+settings.register_profile("ctlwire", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ctlwire")
 
 
 @pytest.fixture(params=["asyncio", "trio"])
