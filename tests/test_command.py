@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import SHIPPED_LOGS
+from helpers import SHIPPED_LOGS, run_python
 
 from ctlwire import __version__
 from ctlwire.fixtures import records as r
@@ -203,5 +203,15 @@ def test_fake_api_on_a_port_in_use_says_so() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         done = ctlwire("fake-api", "--port", str(port))
+        # Called as a library, serve() leaves the process's signal handlers as it found them.
+        as_library = run_python(
+            "import signal, sys\n"
+            "from ctlwire.fixtures.fake_api import serve\n"
+            "assert serve(int(sys.argv[1])) == 2\n"
+            "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,"
+            " signal.getsignal(signal.SIGHUP) is signal.SIG_DFL)\n",
+            str(port),
+        )
     assert done.returncode == 2
     assert f"cannot serve on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr
+    assert as_library.stdout.split() == ["True", "True"], as_library.stderr

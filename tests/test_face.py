@@ -152,3 +152,14 @@ def test_errors_survive_pickling_and_copying() -> None:
                 k: str(v) for k, v in vars(error).items()
             }
     assert pickle.loads(pickle.dumps(errors[-4])).errno == 28
+
+    class DiskFull(SpillError):  # a subclass of an OSError-based error, as users write
+        def __init__(self, detail: str) -> None:
+            super().__init__(28, f"disk full: {detail}", "/spill/file")
+            self.detail = detail
+
+    for error in (SpillError(28, "no space", "/spill/file"), DiskFull("spill")):
+        again = copy.copy(error)
+        assert (again.errno, again.strerror, again.filename) == (28, error.strerror, "/spill/file")
+        assert str(again) == str(error) and vars(again) == vars(error)
+    assert pickle.loads(pickle.dumps(SpillError(28, "x", "/f"))).filename == "/f"

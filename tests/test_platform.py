@@ -14,6 +14,7 @@ import pytest
 from helpers import force_child, run_python
 
 import ctlwire.transport._child as child_seam
+from ctlwire import ControlSession
 from ctlwire.transport import SubprocessTransport, TransportError
 from ctlwire.transport._child import CHILD_ENV, KINDS, choose, missing
 
@@ -102,9 +103,7 @@ for name in ("killpg", "setsid", "pidfd_open", "waitid", "WNOWAIT", "setpgid"):
 """
 
 NO_IMPLEMENTATION = """
-from ctlwire import ControlSession
 from ctlwire.transport import SubprocessTransport, TransportError
-from ctlwire.transport.subprocess import is_ctrl_c
 try:
     SubprocessTransport(["x"])
 except TransportError as exc:
@@ -249,3 +248,19 @@ def test_ctrl_c_skips_the_exit_wait_through_any_wrapper(
     pid, took = done.stdout.split()
     assert float(took) < 10, done.stderr
     assert gone(int(pid))
+
+
+@pytest.mark.anyio
+async def test_a_close_after_a_handled_ctrl_c_is_still_graceful() -> None:
+    """Only a Ctrl-C leaving the block hurries the close: cleaning up inside an
+    ``except KeyboardInterrupt:`` gives the CLI its usual time to finish after EOF."""
+    finishes_after_eof = "import sys, time; sys.stdin.read(); time.sleep(0.3); sys.exit(0)"
+    try:
+        raise KeyboardInterrupt  # pressed, then handled
+    except KeyboardInterrupt:
+        async with (
+            SubprocessTransport([sys.executable, "-c", finishes_after_eof]) as t,
+            ControlSession(t),
+        ):
+            pass
+    assert t.returncode == 0

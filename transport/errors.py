@@ -11,13 +11,15 @@ class CtlwireError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Subclasses take arguments of their own, not the message: rebuild from the state
-        # (so errors survive pickling across processes, and copying).
-        return _rebuild, (type(self), self.args, self.__dict__)
+        # (so errors survive pickling across processes, and copying). OSError keeps its
+        # file names outside ``args``; its own reduce puts them back in.
+        args = OSError.__reduce__(self)[1] if isinstance(self, OSError) else self.args
+        return _rebuild, (type(self), args, self.__dict__)
 
 
 def _rebuild(cls: type[CtlwireError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     error = cls.__new__(cls, *args)
-    Exception.__init__(error, *args)
+    (OSError.__init__ if issubclass(cls, OSError) else Exception.__init__)(error, *args)
     error.__dict__.update(state)
     return error
 

@@ -13,7 +13,6 @@ import enum
 import logging
 import math
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
@@ -22,7 +21,7 @@ import anyio.lowlevel
 
 from ._backend import DetachedTask
 from ._child import Child, choose
-from ._lifecycle import AsyncResource
+from ._lifecycle import AsyncResource, closing_for_ctrl_c
 from .base import StderrCallback
 from .errors import InputBroken, InputClosed, ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
@@ -34,13 +33,6 @@ READ_SIZE = 1 << 20
 # After the CLI exits, how long its stdout/stderr may stay open (held by a descendant
 # that inherited them) before we stop waiting for their EOF.
 ORPHANED_PIPE_GRACE = 0.5
-
-
-def is_ctrl_c(exc: BaseException | None) -> bool:
-    """A KeyboardInterrupt, also inside the exception group of a (trio) task group."""
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(KeyboardInterrupt) is not None
-    return isinstance(exc, KeyboardInterrupt)
 
 
 class Input(enum.Enum):
@@ -293,9 +285,9 @@ class SubprocessTransport(AsyncResource):
             await self._closed.wait()
             return
         self._life = Life.CLOSING
-        # Closed while a Ctrl-C unwinds (from any wrapper's `async with`: a session, a
+        # Closed as a Ctrl-C leaves an `async with` (ours or a wrapper's: a session, a
         # recorder): the CLI gets SIGTERM at once instead of time to exit on EOF.
-        self._interrupted = is_ctrl_c(sys.exc_info()[1])
+        self._interrupted = closing_for_ctrl_c()
         try:
             with anyio.CancelScope(shield=True):
                 if self._child is not None:  # else nothing started, not even the watch
