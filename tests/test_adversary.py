@@ -47,6 +47,18 @@ async def answers_until(peer: Any, rid: str) -> list[dict[str, Any]]:
                 return got
 
 
+async def ask_big(
+    session: ControlSession, outcome: list[BaseException | dict[str, Any]], settled: anyio.Event
+) -> None:
+    """Send a 4 MiB request with no timeout; note its answer or error, then set ``settled``."""
+    try:
+        outcome.append(await session.request({"subtype": "big", "pad": "x" * (4 << 20)}, None))
+    except Exception as exc:
+        outcome.append(exc)
+    finally:
+        settled.set()
+
+
 async def poll(predicate: Any, what: str, deadline: float = 10.0) -> None:
     """Wait (with a deadline) for a condition no event signals."""
     with anyio.fail_after(deadline):
@@ -236,27 +248,19 @@ async def test_a_request_blocked_writing_fails_at_once_when_the_session_ends(
     )
     outcome: list[BaseException | dict[str, Any]] = []
     settled = anyio.Event()
-    async with transport, ControlSession(transport, close_timeout=2) as session:
-
-        async def ask() -> None:
-            try:
-                outcome.append(
-                    await session.request({"subtype": "big", "pad": "x" * (4 << 20)}, None)
-                )
-            except Exception as exc:
-                outcome.append(exc)
-            finally:
-                settled.set()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ask)
-            await anyio.wait_all_tasks_blocked()  # the write now waits for the full pipe
-            go.touch()
-            await poll(lambda: session.closed, "the session to end on the long line")
-            with anyio.move_on_after(3):
-                await settled.wait()
-            failed_at_once = settled.is_set()
-            tg.cancel_scope.cancel()
+    async with (
+        transport,
+        ControlSession(transport, close_timeout=2) as session,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(ask_big, session, outcome, settled)
+        await anyio.wait_all_tasks_blocked()  # the write now waits for the full pipe
+        go.touch()
+        await poll(lambda: session.closed, "the session to end on the long line")
+        with anyio.move_on_after(3):
+            await settled.wait()
+        failed_at_once = settled.is_set()
+        tg.cancel_scope.cancel()
     assert failed_at_once, "the pending request still waits although the session ended"
     (error,) = outcome
     assert isinstance(error, SessionClosed), repr(error)
@@ -364,18 +368,9 @@ async def test_a_request_blocked_writing_fails_with_session_closed_on_aclose(
     )
     outcome: list[BaseException | dict[str, Any]] = []
     async with transport, ControlSession(transport, close_timeout=2) as session:
-
-        async def ask() -> None:
-            try:
-                outcome.append(
-                    await session.request({"subtype": "big", "pad": "x" * (4 << 20)}, None)
-                )
-            except Exception as exc:
-                outcome.append(exc)
-
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(ask)
+                tg.start_soon(ask_big, session, outcome, anyio.Event())
                 await anyio.wait_all_tasks_blocked()  # the write waits for the full pipe
                 await session.aclose()
     (error,) = outcome

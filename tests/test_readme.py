@@ -158,6 +158,22 @@ def sh_lines() -> list[tuple[Block, str]]:
     return out
 
 
+def run_bash(
+    line: str, cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """One README shell line, as a user would type it, with no terminal input."""
+    return subprocess.run(
+        ["bash", "-c", line],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("block", "line"),
     sh_lines(),
@@ -166,16 +182,7 @@ def sh_lines() -> list[tuple[Block, str]]:
 def test_sh_line_runs(block: Block, line: str) -> None:
     expected = re.search(r"# exits (\d+)\s*$", line)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(
-        ["bash", "-c", line],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_bash(line, ROOT, env, timeout=60)
     want = int(expected[1]) if expected else 0
     assert done.returncode == want, done.stdout + done.stderr
 
@@ -190,14 +197,5 @@ def test_sh_block_with_files_runs(
         (tmp_path / name).write_text(NAMED[name].text)
     env = {**os.environ, "PATH": offline_env["PATH"], "HOME": offline_env["HOME"]}
     for line in command_lines(block):
-        done = subprocess.run(
-            ["bash", "-c", line],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_bash(line, tmp_path, env, timeout=120)
         assert done.returncode == 0, f"{line}\n{done.stdout}{done.stderr}"
