@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # renamed or deleted would live on in every later install without this.
 INSTALL := rm -rf build/lib build/bdist.* && $(BIN)/python -m pip install -q
 
-.PHONY: replay test lint typecheck pytest bench clean ts-sdk
+.PHONY: replay test lint typecheck pytest bench clean ts-sdk sdk-latest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,21 @@ $(TS_STAMP): $(STAMP) tests/ts/package.json tests/ts/package-lock.json
 	touch $@
 
 ts-sdk: $(TS_STAMP)
+
+# The newest official Python SDK the registry served when last checked, beside the pinned
+# one of the test extra: tests that must hold for both put this folder first on PYTHONPATH.
+# --no-deps: it needs nothing the pinned version does not already bring.
+SDK_LATEST_VERSION := 0.2.189
+SDK_LATEST := build/sdk-latest
+SDK_LATEST_STAMP := $(SDK_LATEST)/.installed-$(SDK_LATEST_VERSION)
+
+$(SDK_LATEST_STAMP): $(STAMP)
+	rm -rf $(SDK_LATEST)
+	$(BIN)/python -m pip install -q --no-deps --target $(SDK_LATEST) \
+		claude-agent-sdk==$(SDK_LATEST_VERSION)
+	touch $@
+
+sdk-latest: $(SDK_LATEST_STAMP)
 
 # The main job: replay every session log that ships with the package.
 replay: $(BIN)/python
@@ -57,7 +72,7 @@ typecheck: $(STAMP)
 # path runs the whole suite too. Python children inherit PYTHONPATH, so are stripped too.
 # Two xdist workers: the suite waits on subprocesses more than it computes.
 PYTEST := $(BIN)/pytest -n $(or $(PYTEST_WORKERS),2)
-pytest: $(STAMP) $(TS_STAMP)
+pytest: $(STAMP) $(TS_STAMP) $(SDK_LATEST_STAMP)
 	$(INSTALL) --no-deps --force-reinstall .
 	$(PYTEST)
 	CTLWIRE_STRIPPED=1 PYTHONPATH="$(CURDIR)/tests/macos_stripped$${PYTHONPATH:+:$$PYTHONPATH}" \
