@@ -116,12 +116,12 @@ def test_ctrl_c_handed_over_in_a_task_group_is_still_ctrl_c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On trio the interrupt may reach replay inside a task group's exception group."""
-    from ctlwire.fixtures import command
+    from ctlwire.fixtures import command, replay_command
 
     def interrupted_in_a_group(*args: object, **kwargs: object) -> None:
         raise BaseExceptionGroup("from a task group", [KeyboardInterrupt()])
 
-    monkeypatch.setattr(command.anyio, "run", interrupted_in_a_group)
+    monkeypatch.setattr(replay_command.anyio, "run", interrupted_in_a_group)
     log = session_log(tmp_path / "one.jsonl", 0.0)
     assert command.main(["replay", str(log)]) == 130
     assert "interrupted: 0 passed, 0 failed, 1 not finished" in capsys.readouterr().out
