@@ -46,9 +46,10 @@ $(SDK_LATEST_STAMP): $(STAMP)
 
 sdk-latest: $(SDK_LATEST_STAMP)
 
-# The main job: replay every session log that ships with the package.
+# The main job: install ctlwire with trio (as .venv/bin/ctlwire) and replay every session
+# log that ships with the package.
 replay: $(BIN)/python
-	$(INSTALL) .
+	$(INSTALL) ".[trio]"
 	$(BIN)/ctlwire replay
 
 # The whole test suite: lint, formatting, strict types, then pytest.
