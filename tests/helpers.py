@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
+from ctlwire.fixtures import records as r
 from ctlwire.protocol import RequestContext
 from ctlwire.transport import Transport
 from ctlwire.transport._child import CHILD_ENV, missing
@@ -89,4 +90,21 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def one_turn_log(path: Path, reply: str = "hello", gap: float = 0.0) -> Path:
+    """A session of one turn whose assistant says ``reply`` and whose result comes ``gap``
+    seconds in (with --realtime, a slow replay)."""
+    return r.write_log(
+        path,
+        [
+            r.sdk(r.request("req_1_a", "initialize", hooks=None)),
+            r.cli(r.success("req_1_a", {"commands": []})),
+            r.sdk(r.user("hi")),
+            r.cli(r.assistant(reply)),
+            r.cli(r.result(), t=gap),
+            r.sdk_eof(t=gap),
+            r.cli_exit(0, t=gap),
+        ],
     )

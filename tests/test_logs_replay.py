@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import peer_argv, real_session, real_session_logs
+from helpers import one_turn_log, peer_argv, real_session, real_session_logs
 
 from ctlwire.fixtures import records as r
 from ctlwire.fixtures.command import bundled_logs, fake_cli_argv
@@ -200,27 +200,11 @@ def test_unreadable_log_is_unusable_input_not_a_crash(tmp_path: Path) -> None:
     assert "1 passed, 0 failed, 1 unusable" in out.stdout
 
 
-def big_line_log(path: Path, size: int) -> Path:
-    """A session whose assistant message is a line of more than ``size`` bytes."""
-    return r.write_log(
-        path,
-        [
-            r.sdk(r.request("req_1_a", "initialize", hooks=None)),
-            r.cli(r.success("req_1_a", {"commands": []})),
-            r.sdk(r.user("hi")),
-            r.cli(r.assistant("x" * size)),
-            r.cli(r.result()),
-            r.sdk_eof(),
-            r.cli_exit(0),
-        ],
-    )
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_line_over_the_limit_fails_at_once_saying_how_to_raise_it(
     tmp_path: Path, backend: str
 ) -> None:
-    log = big_line_log(tmp_path / "big.jsonl", 5000)
+    log = one_turn_log(tmp_path / "big.jsonl", "x" * 5000)
     size = len(json.dumps(r.assistant("x" * 5000), separators=(",", ":")))
     started = time.monotonic()
     out = ctlwire("replay", "--backend", backend, "--max-line-bytes", "1000", str(log))
@@ -234,7 +218,7 @@ def test_a_line_over_the_limit_fails_at_once_saying_how_to_raise_it(
 
 
 def test_a_line_over_the_default_32_mib_limit_fails_at_once(tmp_path: Path) -> None:
-    log = big_line_log(tmp_path / "huge.jsonl", 32 << 20)
+    log = one_turn_log(tmp_path / "huge.jsonl", "x" * (32 << 20))
     started = time.monotonic()
     out = ctlwire("replay", str(log))
     assert time.monotonic() - started < 20, out.stdout  # not the 30 s replay timeout
