@@ -59,7 +59,7 @@ def test_unusable_input_exits_2_naming_the_file(tmp_path: Path, command: str, ki
 
 
 BAD_ARGUMENTS = {
-    "replay": [["--wait", "soon"], ["--backend", "curio"], ["--max-line-bytes", "many"]],
+    "replay": [["--wait", "soon"], ["--backend", "curio"], ["--max-line-bytes", "0"]],
     "fake-cli": [[], ["--script", GOOD, "--timeout", "later"]],
     "record": [["--log", "x.jsonl"], ["--", "echo", "hi"], ["--log", "x", "--replace", "="]],
     "show": [[], [GOOD, "--width", "wide"]],
