@@ -18,6 +18,7 @@ import claude_agent_sdk
 from claude_agent_sdk import ClaudeAgentOptions, CLIConnectionError
 
 try:
+    from claude_agent_sdk import types as sdk_types
     from claude_agent_sdk._internal import _client_app
     from claude_agent_sdk._internal.transport import subprocess_cli
 except ImportError as exc:  # pragma: no cover - only an SDK that moved its transport
@@ -35,6 +36,7 @@ BUILDER_PARTS = ("_find_cli", "_build_command", "_derive_client_app", "_reject_w
 MODULE_PARTS = {
     subprocess_cli: ("_SDK_READS_SESSION_STATE_ENV",),
     _client_app: ("EXPLICIT_CLIENT_APP_ENV", "DERIVED_CLIENT_APP_ENV"),
+    sdk_types: ("_configure_can_use_tool",),
 }
 
 Prompt = str | AsyncIterable[dict[str, Any]]
@@ -72,6 +74,9 @@ async def build_launch(prompt: Prompt, options: ClaudeAgentOptions) -> Launch:
     """The CLI the SDK would run for ``options``: found (cli_path or the bundled CLI or
     PATH), checked, and with the SDK's own flags."""
     check_sdk()
+    # query() and ClaudeSDKClient apply this only to the transport they make themselves:
+    # with a can_use_tool callback, permission prompts come over stdio.
+    options = sdk_types._configure_can_use_tool(options)
     builder = subprocess_cli.SubprocessCLITransport(prompt, options)
     if builder._cli_path is None:
         builder._cli_path = await anyio.to_thread.run_sync(builder._find_cli)

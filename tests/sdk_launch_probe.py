@@ -26,6 +26,10 @@ async def echo(args: dict[str, Any]) -> dict[str, Any]:
     return {"content": []}
 
 
+async def allow(name: str, tool_input: dict[str, Any], context: Any) -> Any:
+    return None
+
+
 HERE = Path(sys.argv[1])
 SETTINGS = HERE / "settings.json"
 SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}}
@@ -92,13 +96,13 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "task_budget": [{"task_budget": {"total": 1000}}],
     "client_app": [{"client_app": "my-app/1.0"}, {"client_app": ""}],
     "session_store": [{"session_store": object()}],
+    "can_use_tool": [{"can_use_tool": allow}],
 }
 # Options the SDK sends in the initialize request or uses in-process: never in the command.
 IN_PROCESS = {
     "max_buffer_size",
     "debug_stderr",
     "stderr",
-    "can_use_tool",
     "hooks",
     "forward_subagent_text",
     "verbatim_prompts",
@@ -113,9 +117,7 @@ class Captured(Exception):
 
 
 async def sdk_launch(options: ClaudeAgentOptions) -> dict[str, Any]:
-    """What the SDK's own transport passes to anyio.open_process for ``options``."""
-    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
-
+    """What ``query()`` with the SDK's own transport passes to anyio.open_process."""
     seen: dict[str, Any] = {}
 
     async def capture(command: list[str], **kwargs: Any) -> Any:
@@ -125,7 +127,8 @@ async def sdk_launch(options: ClaudeAgentOptions) -> dict[str, Any]:
     real = anyio.open_process
     anyio.open_process = capture  # type: ignore[assignment]
     try:
-        await SubprocessCLITransport("hi", options).connect()
+        async for _ in claude_agent_sdk.query(prompt="hi", options=options):
+            pass
     except claude_agent_sdk.CLIConnectionError as exc:
         if not isinstance(exc.__cause__, Captured):
             return {"error": str(exc)}

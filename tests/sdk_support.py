@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,11 @@ def descendants(root: int | None = None) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def executable(folder: Path, argv: list[str]) -> str:
+    """A CLI path for the SDK that runs ``argv`` whatever flags the SDK adds."""
+    path = folder / f"cli_{len(list(folder.glob('cli_*')))}"
+    path.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in argv) + "\n")
+    path.chmod(0o755)
+    return str(path)
