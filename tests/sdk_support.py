@@ -1,4 +1,4 @@
-"""What the ctlwire.sdk tests share: the SDK versions they run against, and /proc."""
+"""What the ctlwire.sdk tests share: the SDK versions they run on, and a CLI path."""
 
 from __future__ import annotations
 
@@ -18,11 +18,16 @@ LATEST = "0.2.189"
 SDK_VERSIONS = {PINNED: None, LATEST: ROOT / "build" / "sdk-latest"}
 
 
+# Set for a pytest run in a fresh interpreter on another SDK version (test_sdk_latest.py).
+EXPECTED_VERSION = "CTLWIRE_EXPECT_SDK"
+
+
 def sdk_python(version: str, script: Path | str, *args: str, timeout: float = 120) -> str:
-    """Run ``script`` in a fresh interpreter that imports claude-agent-sdk ``version``;
-    its stdout (fails the test, with stderr, if it exits with an error)."""
+    """Run ``script`` (or ``-m module``) in a fresh interpreter that imports
+    claude-agent-sdk ``version``; its stdout (fails the test, with the output's end, if
+    it exits with an error)."""
     folder = SDK_VERSIONS[version]
-    env = dict(os.environ)
+    env = {**os.environ, EXPECTED_VERSION: version}
     if folder is not None:
         if not (folder / "claude_agent_sdk").is_dir():
             pytest.fail(f"claude-agent-sdk {version} is not in {folder}: run `make sdk-latest`")
@@ -33,31 +38,11 @@ def sdk_python(version: str, script: Path | str, *args: str, timeout: float = 12
         text=True,
         timeout=timeout,
         env=env,
+        cwd=ROOT,
         check=False,
     )
-    assert out.returncode == 0, out.stderr[-4000:]
+    assert out.returncode == 0, (out.stdout + out.stderr)[-6000:]
     return out.stdout
-
-
-def descendants(root: int | None = None) -> set[int]:
-    """Every process below ``root`` (default: this one), found by walking /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    todo = [os.getpid() if root is None else root]
-    while todo:
-        for child in parents.get(todo.pop(), ()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def executable(folder: Path, argv: list[str]) -> str:

@@ -29,7 +29,7 @@ from claude_agent_sdk import (
     query,
     tool,
 )
-from sdk_support import descendants
+from helpers import descendants
 
 from ctlwire.fixtures.fake_api import FakeMessagesAPI
 from ctlwire.fixtures.real_cli import offline_environment

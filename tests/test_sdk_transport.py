@@ -21,8 +21,8 @@ from claude_agent_sdk import (
     TextBlock,
     query,
 )
-from helpers import hostile_argv, script_line
-from sdk_support import descendants, executable
+from helpers import descendants, hostile_argv, script_line
+from sdk_support import executable
 
 from ctlwire.fixtures.records import assistant, cli, cli_line, request, result, sdk, success, user
 from ctlwire.sdk import BadCLIOutput, CtlwireTransport
@@ -30,6 +30,18 @@ from ctlwire.sdk import BadCLIOutput, CtlwireTransport
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 MIB = 1 << 20
 INIT_OK = {"commands": [], "pending_permission_requests": []}
+
+
+# For the hostile peer: answer the SDK's initialize, then wait for its prompt.
+INIT_ANSWER = {
+    "type": "control_response",
+    "response": {"subtype": "success", "request_id": "{id}", "response": INIT_OK},
+}
+HANDSHAKE = [
+    {"await_request": "initialize"},
+    {"write_answer": script_line(INIT_ANSWER)},
+    {"await_lines": 2},
+]
 
 
 def turn(*answer: Any) -> list[Any]:
@@ -120,16 +132,7 @@ async def test_bad_output_is_an_sdk_error_naming_the_fault(
     tmp_path: Path, line: str, fault: str
 ) -> None:
     steps = [
-        {"await_request": "initialize"},
-        {
-            "write_answer": script_line(
-                {
-                    "type": "control_response",
-                    "response": {"subtype": "success", "request_id": "{id}", "response": INIT_OK},
-                }
-            )
-        },
-        {"await_lines": 2},
+        *HANDSHAKE,
         {"write": script_line(assistant("before"))},
         {"write": "[SandboxDebug] noise the SDK skips\n"},
         {"write": line},
@@ -147,16 +150,7 @@ async def test_a_lone_surrogate_is_kept_as_the_sdk_keeps_it(tmp_path: Path) -> N
         '[{"type": "text", "text": "cut \\ud83d"}]}}\n'
     )
     steps = [
-        {"await_request": "initialize"},
-        {
-            "write_answer": script_line(
-                {
-                    "type": "control_response",
-                    "response": {"subtype": "success", "request_id": "{id}", "response": INIT_OK},
-                }
-            )
-        },
-        {"await_lines": 2},
+        *HANDSHAKE,
         {"write": raw},
         {"write": script_line(result())},
     ]
