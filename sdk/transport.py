@@ -70,6 +70,8 @@ class CtlwireTransport(Transport):
         if self._pipe is not None:
             return
         launch = await build_launch(self._prompt, self._options)
+        if self._closed:  # closed by another task meanwhile
+            raise CLIConnectionError("this CtlwireTransport was closed while connecting")
         if launch.user is not None:
             raise CLIConnectionError(
                 f"CtlwireTransport cannot start the CLI as another user "
@@ -82,7 +84,6 @@ class CtlwireTransport(Transport):
             on_stderr=self._stderr_line if self._options.stderr is not None else None,
             max_line_bytes=self.max_line_bytes,
         )
-        self._pipe = pipe
         try:
             await pipe.start()
         except TransportError as exc:
@@ -91,6 +92,12 @@ class CtlwireTransport(Transport):
         except BaseException:
             await pipe.aclose()
             raise
+        # Only a started pipe is handed to close(), so a close from another task while
+        # this one was starting the CLI is seen here, and the CLI ended.
+        self._pipe = pipe
+        if self._closed:
+            await pipe.aclose()
+            raise CLIConnectionError("this CtlwireTransport was closed while connecting")
         self._ready = True
 
     def _stderr_line(self, line: str) -> None:

@@ -4,6 +4,7 @@ hostile one: big lines, bad output, a CLI that dies early, and closing from any 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,17 @@ async def test_a_cli_that_exits_before_the_handshake(tmp_path: Path) -> None:
     assert lines == ["no API key"]
 
 
+async def test_a_cli_that_dies_mid_turn(tmp_path: Path) -> None:
+    steps = [
+        *HANDSHAKE,
+        {"write": script_line(assistant("before"))},
+        {"exit": 5},
+    ]
+    messages, error = await run_query(executable(tmp_path, hostile_argv(tmp_path, steps)))
+    assert texts(messages) == ["before"]
+    assert isinstance(error, ProcessError) and error.exit_code == 5, error
+
+
 async def test_a_missing_cli(tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-claude")
     _, error = await run_query(missing)
@@ -228,3 +240,35 @@ async def test_end_input_closes_the_clis_stdin(tmp_path: Path) -> None:
             await transport.write("{}\n")
     finally:
         await transport.close()
+
+
+async def test_a_close_while_connecting_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() from another task while connect() looks for the CLI (in a worker thread):
+    connect fails with the SDK's error and starts nothing."""
+    from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+
+    looking, go_on = threading.Event(), threading.Event()
+
+    def find_cli(self: Any) -> str:
+        looking.set()
+        go_on.wait(10)
+        return "/bin/cat"
+
+    monkeypatch.setattr(SubprocessCLITransport, "_find_cli", find_cli)
+    transport = CtlwireTransport("hi", ClaudeAgentOptions())
+    failures: list[BaseException] = []
+
+    async def connect() -> None:
+        try:
+            await transport.connect()
+        except CLIConnectionError as exc:
+            failures.append(exc)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(connect)
+            await anyio.to_thread.run_sync(looking.wait, 10)
+            await transport.close()
+            go_on.set()
+    assert [str(f) for f in failures] == ["this CtlwireTransport was closed while connecting"]
+    assert descendants() == set() and not transport.is_ready()
