@@ -22,7 +22,7 @@ from claude_agent_sdk import (
     TextBlock,
     query,
 )
-from helpers import descendants, hostile_argv, script_line
+from helpers import descendants, hostile_argv, run_python, script_line
 from sdk_support import executable
 
 from ctlwire.fixtures.records import assistant, cli, cli_line, request, result, sdk, success, user
@@ -43,6 +43,21 @@ HANDSHAKE = [
     {"write_answer": script_line(INIT_ANSWER)},
     {"await_lines": 2},
 ]
+
+
+SDK_OWN_TRANSPORT = """
+import sys, anyio
+from claude_agent_sdk import ClaudeAgentOptions, query
+
+async def main():
+    try:
+        async for _ in query(prompt="hi", options=ClaudeAgentOptions(cli_path=sys.argv[1])):
+            pass
+    except Exception as exc:
+        print(type(exc).__name__)
+
+anyio.run(main)
+"""
 
 
 def turn(*answer: Any) -> list[Any]:
@@ -82,13 +97,18 @@ def texts(messages: list[Any]) -> list[str]:
     ]
 
 
-async def test_a_3_mib_message_arrives_whole(ctlwire_fake_cli: Any) -> None:
+async def test_a_3_mib_message_arrives_whole(ctlwire_fake_cli: Any, anyio_backend: str) -> None:
     big = "é" * (3 * MIB // 2) + "end"  # 3 MiB of UTF-8, half as many characters
     path = str(ctlwire_fake_cli.executable(turn(cli(assistant(big))), loose=True))
     messages, error = await run_query(path)
     assert error is None
     assert texts(messages) == [big]
     assert isinstance(messages[-1], ResultMessage)
+    # The SDK's own transport, on the same CLI, stops at its 1 MiB default. In a fresh
+    # interpreter (once): on asyncio it leaves that CLI unreaped, which would trip this one.
+    if anyio_backend == "asyncio":
+        out = run_python(SDK_OWN_TRANSPORT, path)
+        assert out.stdout.split() == ["CLIJSONDecodeError"], out.stderr
 
 
 async def test_an_80_mib_line_names_the_limit_and_loses_nothing_before(
