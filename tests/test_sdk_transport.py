@@ -22,7 +22,7 @@ from claude_agent_sdk import (
     TextBlock,
     query,
 )
-from helpers import descendants, hostile_argv, run_python, script_line
+from helpers import descendants, force_child, hostile_argv, run_python, script_line
 from sdk_support import executable
 
 from ctlwire.fixtures.records import assistant, cli, cli_line, request, result, sdk, success, user
@@ -213,9 +213,15 @@ async def test_a_missing_cli(tmp_path: Path) -> None:
     assert isinstance(error, CLIConnectionError) and "options.user" in str(error)
 
 
-async def test_close_is_bounded_idempotent_and_from_any_task(tmp_path: Path) -> None:
+@pytest.mark.parametrize("child", ["best", "portable"])
+async def test_close_is_bounded_idempotent_and_from_any_task(
+    tmp_path: Path, child: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A reader blocked in one task, close from another: the reader ends, no process is
-    left, close again is a no-op."""
+    left, close again is a no-op; on the platform's best child process and the portable
+    one (Windows's)."""
+    if child != "best":
+        force_child(child, monkeypatch)
     steps = [{"write": script_line(assistant("hi"))}, {"drain": True}]
     options = ClaudeAgentOptions(cli_path=executable(tmp_path, hostile_argv(tmp_path, steps)))
     transport = CtlwireTransport("hi", options)
