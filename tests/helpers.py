@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,31 @@ def one_turn_log(path: Path, reply: str = "hello", gap: float = 0.0) -> Path:
             r.cli_exit(0, t=gap),
         ],
     )
+
+
+def process_parents() -> dict[int, int]:
+    """Every process's parent, read from /proc: pid -> parent pid."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(root: int | None = None) -> set[int]:
+    """Every process below ``root`` (default: this one): the whole tree, from /proc."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in process_parents().items():
+        children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    todo = [os.getpid() if root is None else root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
