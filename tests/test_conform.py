@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from helpers import TESTS
 
-from ctlwire.fixtures.conform import BY_NAME, CATALOG, judge, run_catalog, run_driver
+from ctlwire.fixtures.conform.catalog import BY_NAME, CATALOG
+from ctlwire.fixtures.conform.runner import judge, run_catalog, run_driver
 
 ROOT = TESTS.parent
 NAIVE = [sys.executable, str(TESTS / "conform_naive_driver.py")]
