@@ -1,0 +1,308 @@
+"""``ctlwire show --html`` and ``diff --html``: the page, its escaping, its size, and what a
+real browser draws from it."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from browser import load
+from helpers import SHIPPED_LOGS
+
+from ctlwire.fixtures.command import main
+from ctlwire.fixtures.index import LogIndex
+from ctlwire.fixtures.log import read_log
+from ctlwire.fixtures.page_data import PAYLOAD_BUDGET, fit_budget
+from ctlwire.fixtures.show import render, timeline
+from ctlwire.fixtures.show_html import embed_json, session_page
+
+REAL_LOGS = sorted(SHIPPED_LOGS.glob("real_*.jsonl"))
+DATA = re.compile(r'<script type="application/json" id="data">(.*?)</script>', re.S)
+
+
+class Elements(HTMLParser):
+    """The start tags of a document with their attributes, and the text of #errors."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.errors = ""
+        self._in_errors = False
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_errors = dict(attrs).get("id") == "errors"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_errors = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_errors:
+            self.errors += data
+
+    def all(self, tag: str, cls: str | None = None) -> list[dict[str, str | None]]:
+        return [
+            a
+            for t, a in self.tags
+            if t == tag and (cls is None or cls in (a.get("class") or "").split())
+        ]
+
+
+def page_data(page: str) -> dict[str, object]:
+    found = DATA.search(page)
+    assert found is not None, "no data block in the page"
+    data: dict[str, object] = json.loads(found.group(1))
+    return data
+
+
+def assert_ran_cleanly(dom: str, console: list[str]) -> Elements:
+    """The page's script ran to the end, and nothing reported an error."""
+    assert not console, f"the browser console said: {console}"
+    elements = Elements(dom)
+    sessions = [a for t, a in elements.tags if a.get("id") == "sessions"]
+    assert sessions and sessions[0].get("data-ready") == "1", "the script did not finish"
+    assert not elements.errors.strip(), f"the page caught errors: {elements.errors}"
+    return elements
+
+
+# -- the page, without a browser ---------------------------------------------------------
+
+
+def test_show_without_html_prints_the_text_timeline(capsys: pytest.CaptureFixture[str]) -> None:
+    for path in REAL_LOGS:
+        assert main(["show", str(path)]) == 0
+        out = capsys.readouterr().out
+        log = read_log(path)
+        assert out == render(log, timeline(log)) + "\n"
+        assert "<html" not in out
+
+
+def test_html_needs_an_output_and_o_needs_html(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = str(REAL_LOGS[0])
+    assert main(["show", "--html", log]) == 2
+    assert "--html needs -o FILE" in capsys.readouterr().err
+    assert main(["show", log, "-o", str(tmp_path / "x.html")]) == 2
+    assert "-o goes with --html" in capsys.readouterr().err
+    assert not (tmp_path / "x.html").exists()
+    assert main(["show", "--html", str(tmp_path / "missing.jsonl"), "-o", "-"]) == 2
+    assert "missing.jsonl: cannot read" in capsys.readouterr().err
+    assert main(["show", "--html", log, "-o", str(tmp_path / "no" / "x.html")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_show_html_to_stdout_is_one_self_contained_page(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = SHIPPED_LOGS / "real_slow_hook_is_cancelled_by_the_cli.jsonl"
+    assert main(["show", "--html", str(path), "-o", "-"]) == 0
+    page = capsys.readouterr().out
+    assert page.startswith("<!doctype html>")
+    # Nothing fetched: no source or link attribute, no CSS import or url(), and a policy
+    # that forbids every fetch and lets only the page's own script run.
+    assert not re.search(r"\s(src|href)\s*=|@import|url\(", page, re.I)
+    assert "default-src 'none'" in page and "script-src 'sha256-" in page
+    data = page_data(page)
+    log = read_log(path)
+    (session,) = data["sessions"]  # type: ignore[misc]
+    assert len(session["records"]) == len(log.records)
+    assert [r[0] for r in session["records"]] == log.lines
+    assert session["payloads"] == [json.loads(json.dumps(getattr(r, r.kind))) for r in log.records]
+    states = {r[4]: r[2] for r in session["requests"]}
+    assert states == {"req_1_c624a62e": "ok", "8f06136a-8630-4af6-9762-b951974859ce": "cancelled"}
+
+
+HOSTILE = [
+    "</script><script>document.title='PWNED'</script>",
+    "<!--<script>",
+    "</SCRIPT ><img src=x onerror=\"document.title='PWNED'\">",
+    '<b id="injected">bold</b> & &amp; \u2028\u2029 ]]>',
+]
+
+
+def hostile_log(folder: Path) -> Path:
+    """A log whose payloads try to break out of the page, hold lone surrogates (as
+    JavaScript writes them) and a 1 MiB string."""
+    records = [
+        {"t": 0.0, "src": "sdk", "frame": {"type": "control_request", "request_id": "r1",
+         "request": {"subtype": "initialize", "hooks": HOSTILE}}},
+        {"t": 0.1, "src": "cli", "frame": {"type": "control_response", "response": {
+         "subtype": "success", "request_id": "r1", "response": {"big": "x" * (1 << 20)}}}},
+        {"t": 0.2, "src": "cli", "frame": {"type": "assistant", "message": {"content": [
+         {"type": "text", "text": t} for t in HOSTILE]}}},
+        {"t": 0.3, "src": "cli", "stderr": HOSTILE[0]},
+        {"t": 0.4, "src": "cli", "line": HOSTILE[2]},
+        {"t": 0.5, "src": "cli", "exit": 0},
+    ]  # fmt: skip
+    lines = [json.dumps(r) for r in records]
+    # A lone surrogate, escaped as JSON.stringify escapes it: json.dumps would too, but
+    # say it outright; the subtype carries it so that it reaches labels and the filter.
+    lines.insert(2, '{"t":0.15,"src":"cli","frame":{"type":"system","subtype":"a\\ud800b",'
+                 '"lone":"\\udfff<\\/script>"}}')  # fmt: skip
+    path = folder / "hostile.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_payloads_cannot_break_out_of_the_page(tmp_path: Path) -> None:
+    page = session_page(read_log(hostile_log(tmp_path)))
+    # Only the page's two script elements exist, and the data holds no markup at all.
+    assert len(re.findall(r"<script", page, re.I)) == 2
+    assert len(re.findall(r"</script", page, re.I)) == 2
+    block = DATA.search(page)
+    assert block is not None and not re.search(r"[<>&\u2028\u2029]", block.group(1))
+    assert block.group(1).isascii()
+    data = page_data(page)
+    session = data["sessions"][0]  # type: ignore[index]
+    assert session["payloads"][0]["request"]["hooks"] == HOSTILE
+    assert "system/a\ud800b" in session["labels"]
+    assert session["payloads"][2]["lone"] == "\udfff</script>"
+    big = session["payloads"][1]["response"]["response"]["big"]
+    assert big.startswith("x" * 2000) and big.endswith(
+        f"[{(1 << 20) - 2000} more characters in the log]"
+    )
+    assert len(page) < 200_000
+
+
+def test_embedded_json_escapes_mean_the_same() -> None:
+    text = json.dumps(["</script>", "<!--", "a&b", "\u2028"], ensure_ascii=True)
+    assert json.loads(embed_json(text)) == json.loads(text)
+    assert not set("<>&") & set(embed_json(text))
+
+
+def test_payloads_beyond_the_budget_are_cut_and_say_so() -> None:
+    texts = [json.dumps("a" * 100), json.dumps('"' * 5000), json.dumps("b" * 10)]
+    fitted = fit_budget(texts, 2000)
+    assert sum(len(t) for t in fitted) <= 2000
+    assert fitted[0] == texts[0] and fitted[2] == texts[2]
+    cut = json.loads(fitted[1])
+    assert set(cut) == {"shortened"} and cut["shortened"].startswith('"\\"\\"')
+    assert fit_budget(texts, 10**6) == texts
+
+
+def big_log(path: Path, frames: int) -> Path:
+    """``frames`` records of a busy session: messages, hook requests answered, some
+    cancelled, some never answered."""
+    lines = ['{"ctlwire_log":1,"argv":["claude"],"cli_version":"2.1.330"}']
+    text = "Working on it. " * 12
+    t = 0.0
+    n = 0
+    while len(lines) <= frames:
+        t += 0.001
+        rid = f"hook_{n}"
+        request = {
+            "type": "control_request",
+            "request_id": rid,
+            "request": {
+                "subtype": "hook_callback",
+                "callback_id": "hook_0",
+                "input": {"tool_name": "Bash", "command": f"echo {n}"},
+            },
+        }
+        lines.append(json.dumps({"t": round(t, 4), "src": "cli", "frame": request}))
+        message = {
+            "type": "assistant",
+            "message": {"content": [{"type": "text", "text": text}]},
+            "session_id": "s",
+        }
+        lines.append(json.dumps({"t": round(t + 0.0002, 4), "src": "cli", "frame": message}))
+        if n % 50 == 0:
+            end = {"type": "control_cancel_request", "request_id": rid}
+        else:
+            end = {
+                "type": "control_response",
+                "response": {
+                    "subtype": "success",
+                    "request_id": rid,
+                    "response": {"continue": True},
+                },
+            }
+        src = "cli" if n % 50 == 0 else "sdk"
+        if n % 997 != 0:
+            lines.append(json.dumps({"t": round(t + 0.0005, 4), "src": src, "frame": end}))
+        n += 3
+    lines.append(json.dumps({"t": round(t + 0.01, 4), "src": "cli", "exit": 0}))
+    path.write_text("\n".join(lines) + "\n")
+    return path  # fmt: skip
+
+
+def test_a_100k_frame_log_makes_a_page_under_8_mib(tmp_path: Path) -> None:
+    log = read_log(big_log(tmp_path / "big.jsonl", 100_000))
+    assert len(log.records) >= 100_000 and (tmp_path / "big.jsonl").stat().st_size > 8 << 20
+    page = session_page(log)
+    assert len(page.encode()) < 8 << 20
+    data = page_data(page)
+    session = data["sessions"][0]  # type: ignore[index]
+    assert len(session["records"]) == len(session["payloads"]) == len(log.records)
+    assert len(session["requests"]) == len(LogIndex(log).requests)
+    assert sum(len(json.dumps(p)) for p in session["payloads"]) <= PAYLOAD_BUDGET * 1.05
+
+
+# -- in a real browser -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", REAL_LOGS, ids=lambda p: p.stem)
+def test_real_log_page_in_chromium(path: Path, tmp_path: Path) -> None:
+    page = tmp_path / f"{path.stem}.html"
+    assert main(["show", "--html", str(path), "-o", str(page)]) == 0
+    shot = tmp_path / f"{path.stem}.png"
+    loaded = load(page, shot)
+    print(f"screenshot: {shot} ({loaded.seconds:.2f} s in chromium)")
+    elements = assert_ran_cleanly(loaded.dom, loaded.console)
+    rows = {row["data-line"]: row for row in elements.all("tr", "request")}
+    index = LogIndex(read_log(path))
+    asked = [e for e in index.exchanges.values() if e.request is not None]
+    assert asked and len(rows) == len(asked)
+    for exchange in asked:
+        row = rows[str(index.log.line_of(exchange.request or 0))]
+        assert row["data-id"] == exchange.request_id
+        assert (row["data-state"] == "cancelled") == exchange.cancelled, exchange
+        drawn = re.fullmatch(r"(\d+)-(\d+)", row.get("data-drawn") or "")
+        assert drawn and 0 < int(drawn[1]) <= int(drawn[2]) <= 1400, (exchange, row)
+    assert shot.stat().st_size > 10_000
+
+
+def test_hostile_log_page_runs_nothing_from_the_log(tmp_path: Path) -> None:
+    page = tmp_path / "hostile.html"
+    assert main(["show", "--html", str(hostile_log(tmp_path)), "-o", str(page)]) == 0
+    shot = tmp_path / "hostile.png"
+    loaded = load(page, shot, fragment="#line=1")  # shows the frames of the request
+    print(f"screenshot: {shot}")
+    elements = assert_ran_cleanly(loaded.dom, loaded.console)
+    title = re.search(r"<title>(.*?)</title>", loaded.dom)
+    assert title and title.group(1) == f"ctlwire: {tmp_path / 'hostile.jsonl'}"
+    assert not elements.all("img") and not [
+        a for _, a in elements.tags if a.get("id") == "injected"
+    ]
+    assert len(elements.all("script")) == 2
+    # The payload is in the details as text: markup escaped, nothing parsed from it.
+    assert html.escape(HOSTILE[0], quote=False) in loaded.dom
+    assert [r["data-state"] for r in elements.all("tr", "request")] == ["ok"]
+
+
+def test_diff_html_and_a_100k_frame_page_in_chromium(tmp_path: Path) -> None:
+    old = SHIPPED_LOGS.parent.parent / "tests/data/cli-2.1.330/real_write_turn.jsonl"
+    new = SHIPPED_LOGS.parent.parent / "tests/data/cli-2.1.332/real_write_turn.jsonl"
+    page = tmp_path / "diff.html"
+    assert main(["diff", "--html", str(old), str(new), "-o", str(page)]) == 0
+    shot = tmp_path / "diff.png"
+    loaded = load(page, shot)
+    print(f"screenshot: {shot}")
+    elements = assert_ran_cleanly(loaded.dom, loaded.console)
+    changed = elements.all("tr", "changed")
+    assert changed and "sandbox_enabled" in loaded.dom
+    assert len(elements.all("canvas")) == 2
+
+    big = tmp_path / "big.html"
+    argv = ["show", "--html", str(big_log(tmp_path / "big.jsonl", 100_000)), "-o", str(big)]
+    assert main(argv) == 0
+    loaded = load(big, tmp_path / "big.png", timeout=120)
+    print(f"100k frames: {loaded.seconds:.2f} s to load and draw in chromium")
+    elements = assert_ran_cleanly(loaded.dom, loaded.console)
+    assert len(elements.all("tr", "request")) == 500  # the list shows what is in view
