@@ -296,7 +296,7 @@ def test_diff_html_and_a_100k_frame_page_in_chromium(tmp_path: Path) -> None:
     print(f"screenshot: {shot}")
     elements = assert_ran_cleanly(loaded.dom, loaded.console)
     changed = elements.all("tr", "changed")
-    assert changed and "sandbox_enabled" in loaded.dom
+    assert changed and "sandbox_enabled" in loaded.dom and elements.all("tr", "values")
     assert len(elements.all("canvas")) == 2
 
     big = tmp_path / "big.html"
@@ -306,3 +306,52 @@ def test_diff_html_and_a_100k_frame_page_in_chromium(tmp_path: Path) -> None:
     print(f"100k frames: {loaded.seconds:.2f} s to load and draw in chromium")
     elements = assert_ran_cleanly(loaded.dom, loaded.console)
     assert len(elements.all("tr", "request")) == 500  # the list shows what is in view
+
+
+# -- the cassette fixture's page of a replay mismatch -------------------------------------
+
+MISMATCH_TEST = """
+import json
+import subprocess
+
+
+def test_says_goodbye(ctlwire_cassette):
+    frame = {"type": "user", "message": {"role": "user", "content": "goodbye"}}
+    subprocess.run(ctlwire_cassette.argv, input=json.dumps(frame).encode() + b"\\n",
+                   capture_output=True, timeout=60)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_replay_mismatch_writes_both_sessions_as_one_page(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine=MISMATCH_TEST)
+    recorded = [
+        {"t": 0.0, "src": "sdk", "frame": {"type": "user", "message": {"role": "user",
+         "content": "hello"}}},
+        {"t": 0.1, "src": "cli", "frame": {"type": "result", "subtype": "success"}},
+        {"t": 0.2, "src": "sdk", "eof": True},
+        {"t": 0.3, "src": "cli", "exit": 0},
+    ]  # fmt: skip
+    cassette = pytester.path / "cassettes" / "test_mine" / "test_says_goodbye.jsonl"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_text("".join(json.dumps(r) + "\n" for r in recorded))
+
+    run = pytester.runpytest_subprocess(timeout=90)  # without the option: no page
+    run.assert_outcomes(failed=1)
+    assert "side by side" not in run.stdout.str()
+    assert not list(pytester.path.rglob("*.html"))
+
+    run = pytester.runpytest_subprocess("--ctlwire-html-dir=pages", timeout=90)
+    run.assert_outcomes(failed=1)
+    page = pytester.path / "pages" / "test_mine.test_says_goodbye.html"
+    run.stdout.fnmatch_lines(
+        ["*did not replay:*", "*message.content*", f"*side by side: {page}", "*re-record*"]
+    )
+    data = page_data(page.read_text())
+    a, b = data["sessions"]  # type: ignore[misc]
+    assert a["title"] == str(cassette) and a["exit"] == 0
+    assert b["exit"] == 97  # the fake CLI's mismatch, seen through the recorder
+    assert b["payloads"][0]["message"]["content"] == "goodbye"
+    assert any("MISMATCH" in str(p) for p in b["payloads"])
+    # The two user frames, aligned: alike in shape, with another text.
+    assert [0, 0, 0, [], ["message.content"]] in data["aligned"]
