@@ -17,8 +17,10 @@ from ctlwire.fixtures.command import main
 from ctlwire.fixtures.index import LogIndex
 from ctlwire.fixtures.log import read_log
 from ctlwire.fixtures.page_data import PAYLOAD_BUDGET, fit_budget
+from ctlwire.fixtures.records import write_log
 from ctlwire.fixtures.show import render, timeline
 from ctlwire.fixtures.show_html import embed_json, session_page
+from ctlwire.fixtures.synthetic import busy_session, synthetic_header
 
 REAL_LOGS = sorted(SHIPPED_LOGS.glob("real_*.jsonl"))
 DATA = re.compile(r'<script type="application/json" id="data">(.*?)</script>', re.S)
@@ -184,59 +186,21 @@ def test_payloads_beyond_the_budget_are_cut_and_say_so() -> None:
     cut = json.loads(fitted[1])
     assert set(cut) == {"shortened"} and cut["shortened"].startswith('"\\"\\"')
     assert fit_budget(texts, 10**6) == texts
+    assert fit_budget(texts, 60) == ["null", "null", texts[2]]  # no room: the log line says
 
 
 def big_log(path: Path, frames: int) -> Path:
-    """``frames`` records of a busy session: messages, hook requests answered, some
-    cancelled, some never answered."""
-    lines = ['{"ctlwire_log":1,"argv":["claude"],"cli_version":"2.1.330"}']
-    text = "Working on it. " * 12
-    t = 0.0
-    n = 0
-    while len(lines) <= frames:
-        t += 0.001
-        rid = f"hook_{n}"
-        request = {
-            "type": "control_request",
-            "request_id": rid,
-            "request": {
-                "subtype": "hook_callback",
-                "callback_id": "hook_0",
-                "input": {"tool_name": "Bash", "command": f"echo {n}"},
-            },
-        }
-        lines.append(json.dumps({"t": round(t, 4), "src": "cli", "frame": request}))
-        message = {
-            "type": "assistant",
-            "message": {"content": [{"type": "text", "text": text}]},
-            "session_id": "s",
-        }
-        lines.append(json.dumps({"t": round(t + 0.0002, 4), "src": "cli", "frame": message}))
-        if n % 50 == 0:
-            end = {"type": "control_cancel_request", "request_id": rid}
-        else:
-            end = {
-                "type": "control_response",
-                "response": {
-                    "subtype": "success",
-                    "request_id": rid,
-                    "response": {"continue": True},
-                },
-            }
-        src = "cli" if n % 50 == 0 else "sdk"
-        if n % 997 != 0:
-            lines.append(json.dumps({"t": round(t + 0.0005, 4), "src": src, "frame": end}))
-        n += 3
-    lines.append(json.dumps({"t": round(t + 0.01, 4), "src": "cli", "exit": 0}))
-    path.write_text("\n".join(lines) + "\n")
-    return path  # fmt: skip
+    """A log of ``frames`` records of a busy session (`busy_session`)."""
+    return write_log(path, busy_session(frames), synthetic_header())
 
 
 def test_a_100k_frame_log_makes_a_page_under_8_mib(tmp_path: Path) -> None:
     log = read_log(big_log(tmp_path / "big.jsonl", 100_000))
     assert len(log.records) >= 100_000 and (tmp_path / "big.jsonl").stat().st_size > 8 << 20
     page = session_page(log)
-    assert len(page.encode()) < 8 << 20
+    size = len(page.encode())
+    print(f"page of {len(log.records)} records: {size / 2**20:.2f} MiB")
+    assert size < 8 << 20
     data = page_data(page)
     session = data["sessions"][0]  # type: ignore[index]
     assert len(session["records"]) == len(session["payloads"]) == len(log.records)
