@@ -15,7 +15,7 @@ from helpers import SHIPPED_LOGS
 
 from ctlwire.fixtures.command import main
 from ctlwire.fixtures.index import LogIndex
-from ctlwire.fixtures.log import read_log
+from ctlwire.fixtures.log import LogFormatError, read_log
 from ctlwire.fixtures.page_data import PAYLOAD_BUDGET, fit_budget
 from ctlwire.fixtures.records import write_log
 from ctlwire.fixtures.show import render, timeline
@@ -319,3 +319,17 @@ def test_a_replay_mismatch_writes_both_sessions_as_one_page(pytester: pytest.Pyt
     assert any("MISMATCH" in str(p) for p in b["payloads"])
     # The two user frames, aligned: alike in shape, with another text.
     assert [0, 0, 0, [], ["message.content"]] in data["aligned"]
+
+
+def test_a_log_with_lone_surrogates_reads_and_nan_still_does_not(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"t":0,"src":"cli","frame":{"type":"x","s":"a\\ud800"}}\n')
+    assert read_log(path).records[0].frame == {"type": "x", "s": "a\ud800"}
+    for bad, what in (
+        ('{"t":0,"src":"cli","frame":{"n":NaN}}', "not JSON"),
+        ('{"t":0,"src":"cli","frame":{"s":"\\ud800"},"eof":true}', "a record needs exactly one of"),
+        ('{"t":"0","src":"cli","frame":{"s":"\\ud800"}}', "invalid record"),
+    ):
+        path.write_text(bad + "\n")
+        with pytest.raises(LogFormatError, match=f"odd.jsonl:1: {what}"):
+            read_log(path)
