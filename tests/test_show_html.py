@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from browser import load
+from browser import DevTools, load
 from helpers import SHIPPED_LOGS
 
 from ctlwire.fixtures.command import main
@@ -313,6 +313,7 @@ def test_a_replay_mismatch_writes_both_sessions_as_one_page(pytester: pytest.Pyt
     )
     data = page_data(page.read_text())
     a, b = data["sessions"]  # type: ignore[misc]
+    assert data["names"] == ["A, recorded (the cassette)", "B, replayed (this run)"]
     assert a["title"] == str(cassette) and a["exit"] == 0
     assert b["exit"] == 97  # the fake CLI's mismatch, seen through the recorder
     assert b["payloads"][0]["message"]["content"] == "goodbye"
@@ -333,3 +334,54 @@ def test_a_log_with_lone_surrogates_reads_and_nan_still_does_not(tmp_path: Path)
         path.write_text(bad + "\n")
         with pytest.raises(LogFormatError, match=f"odd.jsonl:1: {what}"):
             read_log(path)
+
+
+BAR = """(() => {
+  const row = document.querySelector('tr.request[data-line="LINE"]');
+  const box = document.querySelector("canvas").getBoundingClientRect();
+  const [x0, x1] = row.dataset.drawn.split("-").map(Number);
+  return [box.left + x0, box.left + x1, box.top + Number(row.dataset.y)];
+})()"""
+ROWS = "[...document.querySelectorAll('tr.request')].map((r) => r.dataset.line)"
+
+
+def test_click_drag_zoom_and_filter_in_chromium(tmp_path: Path) -> None:
+    """A person's clicks, driven over the DevTools protocol: a bar shows its frames, a
+    drag zooms to its range, a double-click fits, a filter hides a subtype."""
+    page = tmp_path / "hook.html"
+    path = SHIPPED_LOGS / "real_slow_hook_is_cancelled_by_the_cli.jsonl"
+    assert main(["show", "--html", str(path), "-o", str(page)]) == 0
+    tools = DevTools()
+    try:
+        tools.call("Page.navigate", url=page.as_uri())
+        tools.wait_event("Page.loadEventFired")
+        assert tools.evaluate(ROWS) == ["2", "8"]
+        x0, x1, y = tools.evaluate(BAR.replace("LINE", "8"))  # the cancelled hook
+        tools.click((x0 + x1) / 2, y)
+        detail = tools.evaluate("document.getElementById('detail').textContent")
+        assert "hook_callback" in detail and "cancelled after 1999.1 ms" in detail, detail
+        assert "request: line 8" in detail and "cancel: line 9" in detail
+        shot = tmp_path / "clicked.png"
+        tools.screenshot(shot)
+        print(f"screenshot: {shot}")
+
+        x0, x1, y = tools.evaluate(BAR.replace("LINE", "2"))  # drag across initialize
+        tools.mouse("mousePressed", x0, y + 30)
+        tools.mouse("mouseMoved", x1, y + 30)
+        tools.mouse("mouseReleased", x1, y + 30)
+        zoom = "['zoom-from', 'zoom-to'].map((id) => +document.getElementById(id).value)"
+        start, end = tools.evaluate(zoom)
+        assert abs(start - 0.001) < 0.01 and abs(end - 0.4088) < 0.01, (start, end)
+        assert tools.evaluate(ROWS) == ["2"]  # the hook starts later: out of view
+
+        tools.click(x0 + 5, y + 30, clicks=2)  # a double-click fits the whole session
+        assert tools.evaluate("+document.getElementById('zoom-from').value") == 0
+        assert tools.evaluate(ROWS) == ["2", "8"]
+
+        tools.evaluate("document.querySelector('[data-key=\"request hook_callback\"]').click()")
+        assert tools.evaluate(ROWS) == ["2"]
+        assert tools.evaluate("document.getElementById('sessions').dataset.bars") == "1"
+        assert not tools.problems()
+        assert tools.evaluate("document.getElementById('errors').hidden") is True
+    finally:
+        tools.close()
