@@ -61,7 +61,7 @@ class Loaded:
     seconds: float
 
 
-def load(page: Path, screenshot: Path, fragment: str = "", timeout: float = 60) -> Loaded:
+def load(page: Path, screenshot: Path, fragment: str = "", timeout: float = 45) -> Loaded:
     """Open ``page`` from file:// in headless Chromium; the DOM once its script ran."""
     binary = chromium()
     with tempfile.TemporaryDirectory(prefix="ctlwire-chromium-") as profile:
@@ -104,9 +104,11 @@ def _end_session(child: subprocess.Popen[bytes]) -> None:
 
 
 def _session_members(sid: int) -> list[int]:
-    """Live processes of session ``sid`` (zombies count as gone), read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
+    """Live processes of session ``sid`` (zombies count as gone), read from /proc (none
+    where there is no /proc: there the group kill has to do)."""
+    found: list[int] = []
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
         if not entry.name.isdigit():
             continue
         try:
@@ -124,7 +126,7 @@ class DevTools:
     commands on its fd 3, answers and events on its fd 4, each JSON ending in NUL), to
     click and drag on a page as a person would. Events are kept in ``events``."""
 
-    def __init__(self, timeout: float = 60) -> None:
+    def __init__(self, timeout: float = 45) -> None:
         self.deadline = time.monotonic() + timeout
         self.events: list[dict[str, Any]] = []
         self._profile = tempfile.TemporaryDirectory(prefix="ctlwire-chromium-")

@@ -250,11 +250,13 @@ def test_hostile_log_page_runs_nothing_from_the_log(tmp_path: Path) -> None:
     assert [r["data-state"] for r in elements.all("tr", "request")] == ["ok"]
 
 
+@pytest.mark.timeout(180)
 def test_diff_html_and_a_100k_frame_page_in_chromium(tmp_path: Path) -> None:
     old = SHIPPED_LOGS.parent.parent / "tests/data/cli-2.1.330/real_write_turn.jsonl"
     new = SHIPPED_LOGS.parent.parent / "tests/data/cli-2.1.332/real_write_turn.jsonl"
     page = tmp_path / "diff.html"
-    assert main(["diff", "--html", str(old), str(new), "-o", str(page)]) == 0
+    assert main(["diff", "--html", str(old), str(new), "-o", str(page)]) == 1  # as diff says
+    assert main(["diff", "--html", str(old), str(old), "-o", str(tmp_path / "same.html")]) == 0
     shot = tmp_path / "diff.png"
     loaded = load(page, shot)
     print(f"screenshot: {shot}")
@@ -353,9 +355,16 @@ def test_click_drag_zoom_and_filter_in_chromium(tmp_path: Path) -> None:
     assert main(["show", "--html", str(path), "-o", str(page)]) == 0
     tools = DevTools()
     try:
+        tools.call("Network.enable")
         tools.call("Page.navigate", url=page.as_uri())
         tools.wait_event("Page.loadEventFired")
         assert tools.evaluate(ROWS) == ["2", "8"]
+        fetched = [
+            e["params"]["request"]["url"]
+            for e in tools.events
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
+        assert fetched == [page.as_uri()]  # the page alone: nothing else is fetched
         x0, x1, y = tools.evaluate(BAR.replace("LINE", "8"))  # the cancelled hook
         tools.click((x0 + x1) / 2, y)
         detail = tools.evaluate("document.getElementById('detail').textContent")
