@@ -29,6 +29,8 @@ from bench import sdk_swap
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext
 from ctlwire.transport import SubprocessTransport
 
+from .page import page_figures
+
 EMITTER = Path(__file__).with_name("emitter.py")
 USER = {
     "type": "user",
@@ -346,6 +348,7 @@ def main() -> None:
     parser.add_argument("--storm", type=int, default=10_000)
     parser.add_argument("--backlog", type=int, default=500_000)
     parser.add_argument("--big", type=int, nargs="*", default=[1, 4, 16, 64], help="MiB")
+    parser.add_argument("--page", type=int, default=100_000, help="frames in the page's log")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     cli = wrapper()
@@ -475,6 +478,8 @@ def main() -> None:
         import_time("ctlwire.protocol", args.rounds),
         import_time("claude_agent_sdk", args.rounds),
     )
+    for name, unit, value, target in page_figures(args.page, args.rounds):
+        row(name, unit, value, target=target)
     if args.json:
         Path(args.json).write_text(json.dumps({"rounds": args.rounds, "rows": rows}, indent=2))
 
