@@ -3,7 +3,8 @@
 `ControlProtocol` decides everything the dispatcher's rules say: what a line means,
 which requests are in flight, whether an answer may still be written, which of our
 requests an answer settles (or fails, when it is malformed), and what is reported and
-skipped. `ControlSession` drives it from the pipe and runs the handlers.
+skipped. Its one channel out is the events it returns: it calls nothing of the shell.
+`ControlSession` drives it from the pipe, runs the handlers and wakes the waiters.
 """
 
 from __future__ import annotations
@@ -320,17 +321,20 @@ class ControlProtocol:
 
     # -- the end --------------------------------------------------------------------------
 
-    def close(self, reason: SessionClosed) -> list[str]:
-        """End the session: fail every pending request of ours with ``reason`` and drop
-        the CLI's requests in flight; return their ids (their handlers must stop)."""
+    def close(self, reason: SessionClosed) -> list[Event]:
+        """End the session: drop the CLI's requests in flight (a `RequestCancelled` each:
+        their handlers must stop) and fail every pending request of ours with ``reason``
+        (a `ResponseReceived` each: their callers must wake)."""
         if self._closed is not None:
             return []
         self._closed = reason
+        incoming, self._incoming = self._incoming, {}
+        events: list[Event] = [RequestCancelled(request_id) for request_id in incoming]
         outgoing, self._outgoing = self._outgoing, {}
         for entry in outgoing.values():
             entry.fail(SessionClosed(reason.reason, reason.cause))
-        incoming, self._incoming = self._incoming, {}
-        return list(incoming)
+            events.append(ResponseReceived(entry))
+        return events
 
 
 def _lacks(name: str, holder: dict[str, Any], key: str, want: str = "a string") -> str:

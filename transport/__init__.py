@@ -8,8 +8,9 @@ the backend seam that lets the layers above run background tasks on asyncio or t
 (``ctlwire.protocol``, ``ctlwire.fixtures``) import only the names exported here.
 """
 
-from ._backend import DetachedTask, TaskPool, being_cancelled
+from ._backend import DetachedTask, being_cancelled
 from ._lifecycle import AsyncResource
+from ._pool import TaskPool
 from .base import StderrCallback, Transport
 from .errors import (
     CtlwireError,
