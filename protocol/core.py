@@ -22,11 +22,15 @@ from .wire import (
     CONTROL_REQUEST,
     CONTROL_RESPONSE,
     KEEP_ALIVE,
+    ROUTED,
     Frame,
     decode_line,
     decode_lines,
     encode_frame,
     error_frame,
+    frame_type,
+    is_message,
+    json_type,
     may_be_control,
     may_hold_control,
     request_frame,
@@ -78,14 +82,6 @@ class ResponseReceived:
 Event = Messages | RequestReceived | RequestCancelled | RequestRejected | ResponseReceived
 
 
-def json_type(value: object) -> str:
-    """How a JSON value's type reads in an error message."""
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number" if isinstance(value, int | float) else "unknown")
-
-
 class ControlProtocol:
     """One session's protocol state. Feed it `receive`; it never blocks or awaits."""
 
@@ -133,15 +129,17 @@ class ControlProtocol:
                 continue
             if frame is None:
                 continue
-            kind = frame.get("type")
-            if kind in (CONTROL_REQUEST, CONTROL_RESPONSE, CONTROL_CANCEL, KEEP_ALIVE):
+            kind = frame_type(frame)
+            if kind is None:
+                _report_untyped(frame)
+            elif kind in ROUTED:
                 if run:
                     events.append(Messages(run))
                     run = []
                 event = self._route(kind, frame)
                 if event is not None:
                     events.append(event)
-            elif _is_message(frame):
+            else:
                 run.append(line)
         if run:
             events.append(Messages(run))
@@ -154,7 +152,7 @@ class ControlProtocol:
         for frame in frames:
             kind = frame.get("type")
             if kind.__class__ is not str or kind == KEEP_ALIVE:
-                return [frame for frame in frames if _is_message(frame)]
+                return [frame for frame in frames if _for_consumer(frame)]
         return frames
 
     def _route(self, kind: str, frame: Frame) -> Event | None:
@@ -229,18 +227,20 @@ class ControlProtocol:
             elif type(payload) is dict:
                 entry.succeed(payload)
             else:
-                entry.fail_malformed(f"'response' is {json_type(payload)}, not an object")
+                entry.fail_malformed(
+                    f"'response' is {json_type(payload, phrase=True)}, not an object"
+                )
         elif subtype == "error":
             message = body.get("error")
             if type(message) is str:
                 entry.fail_answered(message)
             else:
-                entry.fail_malformed(f"'error' is {json_type(message)}, not a string")
+                entry.fail_malformed(f"'error' is {json_type(message, phrase=True)}, not a string")
         else:
             entry.fail_malformed(
                 f"'subtype' is {subtype!r}, not 'success' or 'error'"
                 if type(subtype) is str
-                else f"'subtype' is {json_type(subtype)}, not 'success' or 'error'"
+                else f"'subtype' is {json_type(subtype, phrase=True)}, not 'success' or 'error'"
             )
         return ResponseReceived(entry)
 
@@ -341,17 +341,22 @@ def _lacks(name: str, holder: dict[str, Any], key: str, want: str = "a string") 
     """``without NAME``, or ``whose KEY is TYPE, not WANT``: what a malformed field lacks."""
     if key not in holder:
         return f"without {name}"
-    return f"whose {key} is {json_type(holder[key])}, not {want}"
+    return f"whose {key} is {json_type(holder[key], phrase=True)}, not {want}"
 
 
-def _is_message(frame: Frame) -> bool:
-    """A frame for the consumer: a string ``type`` that needs no routing."""
-    kind = frame.get("type")
-    if kind.__class__ is not str:
-        logger.warning(
-            "skipping frame whose type is %s: %s",
-            json_type(kind) if "type" in frame else "missing",
-            MalformedFrame("frame without a string type", frame),
-        )
-        return False
-    return kind != KEEP_ALIVE
+def _for_consumer(frame: Frame) -> bool:
+    """Whether a decoded frame is a message; one without a string type is reported."""
+    if is_message(frame):
+        return True
+    if frame_type(frame) is None:
+        _report_untyped(frame)
+    return False
+
+
+def _report_untyped(frame: Frame) -> None:
+    """Log a frame without a string ``type`` as skipped."""
+    logger.warning(
+        "skipping frame whose type is %s: %s",
+        json_type(frame["type"], phrase=True) if "type" in frame else "missing",
+        MalformedFrame("frame without a string type", frame),
+    )

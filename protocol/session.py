@@ -101,8 +101,10 @@ class ControlSession(AsyncResource):
                 f"transport must be a ctlwire Transport; {type(transport).__name__} lacks "
                 + ", ".join(missing)
             )
-        if not close_timeout >= 0:  # NaN too
-            raise ValueError(f"close_timeout must not be negative, got {close_timeout}")
+        if not close_timeout >= 0:  # NaN too, as the transport says
+            raise ValueError(
+                f"close_timeout must be a number of seconds >= 0, not {close_timeout!r}"
+            )
         self._transport = transport
         self._hooks = HookRegistry(hooks)
         self._handlers: dict[str, Handler] = {"hook_callback": self._serve_hook}
