@@ -25,17 +25,10 @@ from ctlwire.transport import (
     TransportError,
 )
 
+from . import core
 from .buffer import MessageBuffer, SpillError
 from .context import RequestContext, attach_task, stop
-from .core import (
-    ControlProtocol,
-    Event,
-    Messages,
-    RequestCancelled,
-    RequestReceived,
-    RequestRejected,
-    ResponseReceived,
-)
+from .core import ControlProtocol
 from .errors import RequestTimeout, SessionClosed
 from .hooks import HookMatcher, HookRegistry
 from .raised import describe, going_up
@@ -288,26 +281,26 @@ class ControlSession(AsyncResource):
         buffer = self._buffer
         while True:
             for event in handle(await receive()):
-                if isinstance(event, Messages):
+                if isinstance(event, core.Messages):
                     buffer.extend(event.lines)
                     self._wake_consumer()
                 else:
                     react(event)
 
-    def _react(self, event: Event) -> None:
+    def _react(self, event: core.Event) -> None:
         """Do what a control event asks: everything the core decides reaches the shell here."""
-        if isinstance(event, RequestReceived):
+        if isinstance(event, core.RequestReceived):
             context = self._contexts[event.request_id] = RequestContext(
                 event.request_id, event.subtype
             )
             attach_task(context, self._tasks.start(self._serve, event, context))
-        elif isinstance(event, RequestCancelled):
+        elif isinstance(event, core.RequestCancelled):
             cancelled = self._contexts.pop(event.request_id, None)
             if cancelled is not None:
                 stop(cancelled)
-        elif isinstance(event, RequestRejected):
+        elif isinstance(event, core.RequestRejected):
             self._tasks.start(self._write_answer, event.answer)
-        elif isinstance(event, ResponseReceived):
+        elif isinstance(event, core.ResponseReceived):
             self._wake_requester(event.request)
 
     def _wake_requester(self, entry: OutgoingRequest) -> None:
@@ -326,7 +319,7 @@ class ControlSession(AsyncResource):
 
     # -- serving the CLI's requests ------------------------------------------------------
 
-    async def _serve(self, event: RequestReceived, context: RequestContext) -> None:
+    async def _serve(self, event: core.RequestReceived, context: RequestContext) -> None:
         protocol = self._protocol
         try:
             handler = self._handlers.get(event.subtype)
