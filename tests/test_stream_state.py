@@ -33,7 +33,7 @@ def test_a_transport_closed_before_it_started_cannot_start() -> None:
 
 def test_each_input_state_refuses_writes_with_its_own_error() -> None:
     state = StreamState()
-    assert state.write_error() is None
+    assert state.input is Input.OPEN
     state.end_input()
     assert state.input is Input.CLOSED
     error = state.write_error()

@@ -24,7 +24,9 @@ import anyio
 logger = logging.getLogger(__name__)
 
 
-class Wakeup(Protocol):
+class OneShot(Protocol):
+    """A one-shot wakeup: `set` once, `wait` by one task."""
+
     def set(self) -> None: ...
     async def wait(self) -> None: ...
 
@@ -48,7 +50,7 @@ class Backend(Protocol):
     def current_task(self) -> object: ...
 
     @property
-    def Wakeup(self) -> Callable[[], Wakeup]: ...
+    def Wakeup(self) -> Callable[[], OneShot]: ...
 
     @property
     def ReadableWatch(self) -> Callable[[int], Watch]: ...

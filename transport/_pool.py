@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from ._backend import Backend, Wakeup, current
+from ._backend import Backend, OneShot, current
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class _Worker:
     def __init__(self, job: _Job) -> None:
         self.job: _Job | None = job
         self.scope = anyio.CancelScope()
-        self.assigned: Wakeup | None = None
+        self.assigned: OneShot | None = None
         self.task: object = None
 
 

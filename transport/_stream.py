@@ -79,11 +79,9 @@ class StreamState:
 
     # -- stdin ------------------------------------------------------------------------
 
-    def write_error(self) -> TransportError | None:
-        """Why a write may not happen now; None while stdin is open."""
+    def write_error(self) -> TransportError:
+        """Why stdin refuses writes, once `input` is no longer OPEN."""
         state = self.input
-        if state is _OPEN:
-            return None
         if state is Input.CLOSED:
             return InputClosed("cannot write: the CLI's stdin is already closed")
         if state is _BROKEN:

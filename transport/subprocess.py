@@ -22,7 +22,9 @@ import anyio.lowlevel
 from ._backend import DetachedTask
 from ._child import Child, choose
 from ._lifecycle import AsyncResource, closing_for_ctrl_c
-from ._stream import Life, StreamState
+from ._pipes import RawPipes
+from ._portable import ProcessStreams
+from ._stream import Input, Life, Output, StreamState
 from .base import StderrCallback
 from .errors import ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
@@ -30,6 +32,8 @@ from .stderr import StderrLines
 
 logger = logging.getLogger(__name__)
 
+# The hot paths compare against these without an Enum class lookup.
+_OPEN, _DRAINED, _EOF = Input.OPEN, Output.DRAINED, Output.EOF
 # After the CLI exits, how long its stdout/stderr may stay open (held by a descendant
 # that inherited them) before we stop waiting for their EOF.
 ORPHANED_PIPE_GRACE = 0.5
@@ -199,16 +203,14 @@ class SubprocessTransport(AsyncResource):
 
     def _ask(self, guard: Callable[[], bool]) -> bool:
         """The guard's answer, asked only if a write could happen now."""
-        error = self._state.write_error()
-        if error is not None:
-            raise error
+        if self._state.input is not _OPEN:
+            raise self._state.write_error()
         return guard()
 
     def _write_now(self, view: memoryview) -> memoryview:
         """Write what the pipe takes now; return what is left."""
-        error = self._state.write_error()
-        if error is not None:
-            raise error
+        if self._state.input is not _OPEN:
+            raise self._state.write_error()
         try:
             return view[self._pipes.try_write(view) :]
         except anyio.ClosedResourceError:
@@ -260,9 +262,10 @@ class SubprocessTransport(AsyncResource):
         while True:
             if framer.error is not None:
                 raise framer.error
-            if state.at_end:
+            output = state.output
+            if output is _EOF:
                 raise anyio.EndOfStream
-            if state.must_wait:
+            if output is _DRAINED:
                 try:
                     await pipes.wait_readable()
                 except anyio.ClosedResourceError:
@@ -390,10 +393,4 @@ class SubprocessTransport(AsyncResource):
 
 def _pipes_for(kind: str) -> Pipes:
     """The pipes strategy for a child kind: raw fds, or anyio's process streams."""
-    if kind == "portable":
-        from ._portable import ProcessStreams
-
-        return ProcessStreams()
-    from ._pipes import RawPipes
-
-    return RawPipes(kind)
+    return ProcessStreams() if kind == "portable" else RawPipes(kind)
