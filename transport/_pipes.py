@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 import anyio
 
@@ -146,12 +146,13 @@ class RawPipes:
         except BlockingIOError:
             return None
 
-    async def wait_readable(self) -> None:
-        """Wait until stdout can be read; `anyio.ClosedResourceError` if it is orphaned or
-        closed meanwhile, `anyio.EndOfStream` if it was closed before."""
+    def wait_readable(self) -> Awaitable[None]:
+        """What to await until stdout can be read (`anyio.ClosedResourceError` if it is
+        orphaned or closed meanwhile); `anyio.EndOfStream` if it was closed before. The
+        watch's own wait, not a coroutine around it: this is every read's hot path."""
         if self.stdout is None or self._stdout_watch is None:
             raise anyio.EndOfStream
-        await self._stdout_watch.wait()
+        return self._stdout_watch.wait()
 
     async def orphan_stdout(self) -> None:
         """The CLI exited, a descendant holds stdout open: make waits end at once."""

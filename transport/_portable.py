@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 import anyio
 import anyio.abc
@@ -90,13 +90,16 @@ class ProcessStreams:
         data, self._received = self._received, None
         return data
 
-    async def wait_readable(self) -> None:
-        """Receive the next chunk for `read_now`; `anyio.ClosedResourceError` if stdout is
-        orphaned or closed meanwhile."""
+    def wait_readable(self) -> Awaitable[None]:
+        """What to await to receive the next chunk for `read_now` (`anyio.ClosedResourceError`
+        if stdout is orphaned or closed meanwhile); `anyio.EndOfStream` if it was closed."""
         if self.process is None or self.process.stdout is None:
             raise anyio.EndOfStream
+        return self._receive(self.process.stdout)
+
+    async def _receive(self, stdout: anyio.abc.ByteReceiveStream) -> None:
         try:
-            self._received = await self.process.stdout.receive(READ_SIZE)
+            self._received = await stdout.receive(READ_SIZE)
         except anyio.EndOfStream:
             self._received = b""
         except anyio.BrokenResourceError:
