@@ -5,9 +5,8 @@ task the pool keeps, instead of starting a task in a task group with a cancel sc
 request. ``python -m bench`` measures both side by side in one run (the ``hooks:
 TaskPool / task per request`` rows, against ``bench/plain_runner.py``): with every
 process on one CPU the pool made hook round trips 1.35x to 1.59x faster on asyncio and
-1.63x to 2.35x on trio, where starting a task costs more than the rest of a round trip.
-It stays only while that figure holds at 1.10 or more (see bench/README.md).
-"""
+1.45x to 2.35x on trio over the runs in bench/README.md, since starting a task costs
+more than the rest of a round trip. It stays while that figure holds at 1.10 or more."""
 
 from __future__ import annotations
 
