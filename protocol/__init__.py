@@ -3,8 +3,9 @@
 ``ControlSession`` runs a session over any `ctlwire.transport.Transport`: it serves the
 CLI's requests with your handlers and hook callbacks, sends your own requests, and
 hands every other frame to ``messages()``. ``ControlProtocol`` is the rules alone, with
-no I/O, for whoever wants to drive them differently. Frame names and builders for tools
-live in ``ctlwire.protocol.wire``.
+no I/O, for whoever wants to drive them differently: lines in, events out, and the
+events are all it tells its driver. Frame names, builders and the frame classifier
+(`is_message`, `json_type`) for tools live in ``ctlwire.protocol.wire``.
 
 May import: ``ctlwire.transport`` (its public face only), anyio, msgspec.
 """

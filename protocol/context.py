@@ -44,17 +44,29 @@ class RequestContext:
         """From a worker thread: block until cancelled or ``timeout``; True if cancelled."""
         if self._thread_event is None:
             self._thread_event = threading.Event()
-        # _cancel sets the flag before it looks for the event, so checking the flag after
+        # `stop` sets the flag before it looks for the event, so checking the flag after
         # publishing the event cannot miss a cancel that raced with it.
         if self._flag:
             return True
         return self._thread_event.wait(timeout)
 
-    def _cancel(self) -> None:
-        self._flag = True
-        if self._stop_task is not None:
-            self._stop_task()
-        if self._thread_event is not None:
-            self._thread_event.set()
-        if self._event is not None:
-            self._event.set()
+
+# The session's two handles on a context; handlers never need them.
+
+
+def attach_task(context: RequestContext, stop_task: Callable[[], object] | None) -> None:
+    """What stopping ``context`` cancels: its handler's task; None once the handler is
+    done (its answer is then stopped by the transport's guard, never mid-line)."""
+    context._stop_task = stop_task
+
+
+def stop(context: RequestContext) -> None:
+    """The CLI cancelled the request, or the session is ending: mark ``context``
+    cancelled, cancel its handler's task, wake whoever waits for the cancel."""
+    context._flag = True
+    if context._stop_task is not None:
+        context._stop_task()
+    if context._thread_event is not None:
+        context._thread_event.set()
+    if context._event is not None:
+        context._event.set()

@@ -3,7 +3,8 @@
 `ControlProtocol` decides everything the dispatcher's rules say: what a line means,
 which requests are in flight, whether an answer may still be written, which of our
 requests an answer settles (or fails, when it is malformed), and what is reported and
-skipped. `ControlSession` drives it from the pipe and runs the handlers.
+skipped. Its one channel out is the events it returns: it calls nothing of the shell.
+`ControlSession` drives it from the pipe, runs the handlers and wakes the waiters.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ from .wire import (
     CONTROL_REQUEST,
     CONTROL_RESPONSE,
     KEEP_ALIVE,
+    ROUTED,
     Frame,
     decode_line,
     decode_lines,
     encode_frame,
     error_frame,
+    frame_type,
+    is_message,
+    json_type,
     may_be_control,
     may_hold_control,
     request_frame,
@@ -77,14 +82,6 @@ class ResponseReceived:
 Event = Messages | RequestReceived | RequestCancelled | RequestRejected | ResponseReceived
 
 
-def json_type(value: object) -> str:
-    """How a JSON value's type reads in an error message."""
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-    if value is None:
-        return "null"
-    return names.get(type(value), "a number" if isinstance(value, int | float) else "unknown")
-
-
 class ControlProtocol:
     """One session's protocol state. Feed it `receive`; it never blocks or awaits."""
 
@@ -132,15 +129,17 @@ class ControlProtocol:
                 continue
             if frame is None:
                 continue
-            kind = frame.get("type")
-            if kind in (CONTROL_REQUEST, CONTROL_RESPONSE, CONTROL_CANCEL, KEEP_ALIVE):
+            kind = frame_type(frame)
+            if kind is None:
+                _report_untyped(frame)
+            elif kind in ROUTED:
                 if run:
                     events.append(Messages(run))
                     run = []
                 event = self._route(kind, frame)
                 if event is not None:
                     events.append(event)
-            elif _is_message(frame):
+            else:
                 run.append(line)
         if run:
             events.append(Messages(run))
@@ -153,7 +152,7 @@ class ControlProtocol:
         for frame in frames:
             kind = frame.get("type")
             if kind.__class__ is not str or kind == KEEP_ALIVE:
-                return [frame for frame in frames if _is_message(frame)]
+                return [frame for frame in frames if _for_consumer(frame)]
         return frames
 
     def _route(self, kind: str, frame: Frame) -> Event | None:
@@ -228,18 +227,20 @@ class ControlProtocol:
             elif type(payload) is dict:
                 entry.succeed(payload)
             else:
-                entry.fail_malformed(f"'response' is {json_type(payload)}, not an object")
+                entry.fail_malformed(
+                    f"'response' is {json_type(payload, phrase=True)}, not an object"
+                )
         elif subtype == "error":
             message = body.get("error")
             if type(message) is str:
                 entry.fail_answered(message)
             else:
-                entry.fail_malformed(f"'error' is {json_type(message)}, not a string")
+                entry.fail_malformed(f"'error' is {json_type(message, phrase=True)}, not a string")
         else:
             entry.fail_malformed(
                 f"'subtype' is {subtype!r}, not 'success' or 'error'"
                 if type(subtype) is str
-                else f"'subtype' is {json_type(subtype)}, not 'success' or 'error'"
+                else f"'subtype' is {json_type(subtype, phrase=True)}, not 'success' or 'error'"
             )
         return ResponseReceived(entry)
 
@@ -320,34 +321,42 @@ class ControlProtocol:
 
     # -- the end --------------------------------------------------------------------------
 
-    def close(self, reason: SessionClosed) -> list[str]:
-        """End the session: fail every pending request of ours with ``reason`` and drop
-        the CLI's requests in flight; return their ids (their handlers must stop)."""
+    def close(self, reason: SessionClosed) -> list[Event]:
+        """End the session: drop the CLI's requests in flight (a `RequestCancelled` each:
+        their handlers must stop) and fail every pending request of ours with ``reason``
+        (a `ResponseReceived` each: their callers must wake)."""
         if self._closed is not None:
             return []
         self._closed = reason
+        incoming, self._incoming = self._incoming, {}
+        events: list[Event] = [RequestCancelled(request_id) for request_id in incoming]
         outgoing, self._outgoing = self._outgoing, {}
         for entry in outgoing.values():
             entry.fail(SessionClosed(reason.reason, reason.cause))
-        incoming, self._incoming = self._incoming, {}
-        return list(incoming)
+            events.append(ResponseReceived(entry))
+        return events
 
 
 def _lacks(name: str, holder: dict[str, Any], key: str, want: str = "a string") -> str:
     """``without NAME``, or ``whose KEY is TYPE, not WANT``: what a malformed field lacks."""
     if key not in holder:
         return f"without {name}"
-    return f"whose {key} is {json_type(holder[key])}, not {want}"
+    return f"whose {key} is {json_type(holder[key], phrase=True)}, not {want}"
 
 
-def _is_message(frame: Frame) -> bool:
-    """A frame for the consumer: a string ``type`` that needs no routing."""
-    kind = frame.get("type")
-    if kind.__class__ is not str:
-        logger.warning(
-            "skipping frame whose type is %s: %s",
-            json_type(kind) if "type" in frame else "missing",
-            MalformedFrame("frame without a string type", frame),
-        )
-        return False
-    return kind != KEEP_ALIVE
+def _for_consumer(frame: Frame) -> bool:
+    """Whether a decoded frame is a message; one without a string type is reported."""
+    if is_message(frame):
+        return True
+    if frame_type(frame) is None:
+        _report_untyped(frame)
+    return False
+
+
+def _report_untyped(frame: Frame) -> None:
+    """Log a frame without a string ``type`` as skipped."""
+    logger.warning(
+        "skipping frame whose type is %s: %s",
+        json_type(frame["type"], phrase=True) if "type" in frame else "missing",
+        MalformedFrame("frame without a string type", frame),
+    )

@@ -19,19 +19,16 @@ class Outcome(enum.Enum):
 
 
 class OutgoingRequest:
-    """One of our requests: settled once, by an answer or by the end of the session.
+    """One of our requests: settled once, by an answer or by the end of the session
+    (`ControlProtocol` reports either as a `ResponseReceived` event)."""
 
-    ``on_settled`` is called (with no arguments) when it is: the shell wakes its waiter.
-    """
-
-    __slots__ = ("_error", "_result", "line", "on_settled", "outcome", "request_id", "subtype")
+    __slots__ = ("_error", "_result", "line", "outcome", "request_id", "subtype")
 
     def __init__(self, request_id: str, subtype: str, line: bytearray) -> None:
         self.request_id = request_id
         self.subtype = subtype
         self.line = line
         self.outcome = Outcome.PENDING
-        self.on_settled: Callable[[], object] | None = None
         self._result: dict[str, Any] | None = None
         self._error: BaseException | None = None
 
@@ -61,8 +58,6 @@ class OutgoingRequest:
         if self.outcome is not Outcome.PENDING:
             return
         self.outcome, self._result, self._error = outcome, result, error
-        if self.on_settled is not None:
-            self.on_settled()
 
 
 class Stage(enum.Enum):

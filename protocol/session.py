@@ -23,21 +23,16 @@ from ctlwire.transport import (
     TaskPool,
     Transport,
     TransportError,
-    being_cancelled,
 )
 
+from . import core
 from .buffer import MessageBuffer, SpillError
-from .context import RequestContext
-from .core import (
-    ControlProtocol,
-    Messages,
-    RequestCancelled,
-    RequestReceived,
-    RequestRejected,
-)
+from .context import RequestContext, attach_task, stop
+from .core import ControlProtocol
 from .errors import RequestTimeout, SessionClosed
 from .hooks import HookMatcher, HookRegistry
-from .requests import Answer, Outcome
+from .raised import describe, going_up
+from .requests import Answer, Outcome, OutgoingRequest
 from .wire import Frame, encode_frame
 
 logger = logging.getLogger(__name__)
@@ -49,32 +44,6 @@ DECODE_RUN = 64
 # How long the CLI may take to exit after closing its stdout before we call it a failure.
 EXIT_AFTER_EOF_TIMEOUT = 1.0
 DEFAULT_BUFFER_BYTES = 16 * 2**20
-
-
-def _going_up(exc: BaseException) -> BaseException | None:
-    """What a handler's exception must raise instead of being answered: itself, when the
-    task is being cancelled or the process is stopping; the bare KeyboardInterrupt or
-    SystemExit when the handler's own task group wrapped one, so that it stops the
-    program as it would unwrapped. A cancellation exception some awaited thing raised on
-    its own (a future cancelled elsewhere) is the handler's failure: None, answered."""
-    if isinstance(exc, BaseExceptionGroup):
-        stops: BaseException | None = exc.subgroup((KeyboardInterrupt, SystemExit))
-        while isinstance(stops, BaseExceptionGroup):
-            stops = stops.exceptions[0]
-        if stops is not None:
-            return stops
-    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit) or being_cancelled():
-        return exc
-    return None
-
-
-def _describe(exc: BaseException) -> str:
-    """An exception's text for an error answer, even when its ``__str__`` fails."""
-    try:
-        text = str(exc)
-    except Exception:
-        text = ""
-    return text or f"{type(exc).__name__} raised"
 
 
 def _missing_members(transport: object) -> list[str]:
@@ -92,6 +61,21 @@ class ControlSession(AsyncResource):
     ``hooks`` registers hook callbacks, served as ``hook_callback`` requests. The reader
     never waits for the consumer: messages nobody has taken yet are kept as raw lines,
     in memory up to ``buffer_bytes``, past that in a temporary file in ``spill_dir``.
+
+    A session ends one way, `_end`, whoever ends it; `aclose` then releases what it holds:
+
+    ======  ================================  =========================================
+    state   entered by                        what holds
+    ======  ================================  =========================================
+    new     the constructor                   nothing runs; `start` (or ``async with``)
+    open    `start`                           the reader runs; requests and writes go
+    ended   `_end`: the CLI's output ended,   ``closed`` is true; our requests failed
+            the transport failed, an answer   with the reason, handlers cancelled,
+            or a message could not be kept,   the reader stopping; `messages` yields
+            or `aclose`                       what is left, then ends (or raises)
+    closed  `aclose`, after `_end`            reader done, transport closed, unread
+                                              messages dropped
+    ======  ================================  =========================================
     """
 
     def __init__(
@@ -110,8 +94,10 @@ class ControlSession(AsyncResource):
                 f"transport must be a ctlwire Transport; {type(transport).__name__} lacks "
                 + ", ".join(missing)
             )
-        if close_timeout < 0:
-            raise ValueError(f"close_timeout must not be negative, got {close_timeout}")
+        if not close_timeout >= 0:  # NaN too, as the transport says
+            raise ValueError(
+                f"close_timeout must be a number of seconds >= 0, not {close_timeout!r}"
+            )
         self._transport = transport
         self._hooks = HookRegistry(hooks)
         self._handlers: dict[str, Handler] = {"hook_callback": self._serve_hook}
@@ -127,10 +113,11 @@ class ControlSession(AsyncResource):
         self._decoded: deque[Frame] = deque()
         self._data_waiter: anyio.Event | None = None
         self._contexts: dict[str, RequestContext] = {}
+        # Our requests waiting: id -> (woken by their answer, cancels their write).
+        self._waiting: dict[str, tuple[anyio.Event, anyio.CancelScope]] = {}
         self._reader = DetachedTask(self._run, name="ctlwire session reader")
         self._tasks = TaskPool("ctlwire handler")
         self._started = False
-        self._closing = False
         self._ended: SessionClosed | None = None
         self._failure: BaseException | None = None
 
@@ -147,10 +134,7 @@ class ControlSession(AsyncResource):
         """Cancel handlers (writing nothing for them), fail pending requests, close the
         transport. Idempotent, bounded in time, safe from any task, a handler included."""
         from_handler = self._tasks.in_a_job()
-        if not self._closing:
-            self._closing = True
-            self._end(SessionClosed("the session was closed"), None)
-            self._reader.cancel()
+        self._end(SessionClosed("the session was closed"))
         try:
             with anyio.CancelScope(shield=True):
                 if self._started and not from_handler:
@@ -201,21 +185,14 @@ class ControlSession(AsyncResource):
         """
         self._check_open()
         entry = self._protocol.start_request(request)
-        answered = anyio.Event()
-        writing = anyio.CancelScope()
-
-        def settled() -> None:
-            answered.set()
-            if entry.outcome is Outcome.FAILED:  # the session ended: stop waiting to write
-                writing.cancel()
-
-        entry.on_settled = settled
+        answered, writing = self._waiting[entry.request_id] = anyio.Event(), anyio.CancelScope()
         try:
             with anyio.move_on_after(timeout) as deadline:
                 with writing:
                     await self._write(entry.line)
                 await answered.wait()
         finally:
+            del self._waiting[entry.request_id]
             self._protocol.forget_request(entry)
         if deadline.cancelled_caught and timeout is not None:
             raise RequestTimeout(entry.request_id, entry.subtype, timeout)
@@ -241,7 +218,7 @@ class ControlSession(AsyncResource):
                 try:
                     decoded.extend(decode(buffer.take(DECODE_RUN)))
                 except SpillError as exc:
-                    self._fail(SessionClosed("unread messages were lost", exc))
+                    self._end(SessionClosed("unread messages were lost", exc), exc)
                     buffer.close()
             elif self._ended is not None:
                 if self._failure is not None:
@@ -264,7 +241,7 @@ class ControlSession(AsyncResource):
         except TransportError as exc:
             if self._ended is not None:  # closed under the write: say that, not how
                 raise SessionClosed(self._ended.reason, self._failure) from exc
-            self._fail(SessionClosed("cannot write to the CLI", exc))
+            self._end(SessionClosed("cannot write to the CLI", exc), exc)
             raise
 
     # -- the reader -----------------------------------------------------------------------
@@ -300,37 +277,49 @@ class ControlSession(AsyncResource):
         return SessionClosed("the session ended", failure), failure
 
     async def _read(self) -> None:
-        receive, handle = self._transport.receive_lines, self._protocol.receive
+        receive, handle, react = self._transport.receive_lines, self._protocol.receive, self._react
         buffer = self._buffer
         while True:
             for event in handle(await receive()):
-                if isinstance(event, Messages):
+                if isinstance(event, core.Messages):
                     buffer.extend(event.lines)
-                    waiter = self._data_waiter
-                    if waiter is not None:
-                        self._data_waiter = None
-                        waiter.set()
-                elif isinstance(event, RequestReceived):
-                    self._start_handler(event)
-                elif isinstance(event, RequestCancelled):
-                    self._cancel_handler(event.request_id)
-                elif isinstance(event, RequestRejected):
-                    self._tasks.start(self._write_answer, event.answer)
-                # ResponseReceived: the request's own callback already woke its caller.
+                    self._wake_consumer()
+                else:
+                    react(event)
+
+    def _react(self, event: core.Event) -> None:
+        """Do what a control event asks: everything the core decides reaches the shell here."""
+        if isinstance(event, core.RequestReceived):
+            context = self._contexts[event.request_id] = RequestContext(
+                event.request_id, event.subtype
+            )
+            attach_task(context, self._tasks.start(self._serve, event, context))
+        elif isinstance(event, core.RequestCancelled):
+            cancelled = self._contexts.pop(event.request_id, None)
+            if cancelled is not None:
+                stop(cancelled)
+        elif isinstance(event, core.RequestRejected):
+            self._tasks.start(self._write_answer, event.answer)
+        elif isinstance(event, core.ResponseReceived):
+            self._wake_requester(event.request)
+
+    def _wake_requester(self, entry: OutgoingRequest) -> None:
+        waiting = self._waiting.get(entry.request_id)
+        if waiting is not None:
+            answered, writing = waiting
+            answered.set()
+            if entry.outcome is Outcome.FAILED:  # e.g. the session ended: stop the write
+                writing.cancel()
+
+    def _wake_consumer(self) -> None:
+        waiter = self._data_waiter
+        if waiter is not None:
+            self._data_waiter = None
+            waiter.set()
 
     # -- serving the CLI's requests ------------------------------------------------------
 
-    def _start_handler(self, event: RequestReceived) -> None:
-        context = RequestContext(event.request_id, event.subtype)
-        self._contexts[event.request_id] = context
-        context._stop_task = self._tasks.start(self._serve, event, context)
-
-    def _cancel_handler(self, request_id: str) -> None:
-        context = self._contexts.pop(request_id, None)
-        if context is not None:
-            context._cancel()
-
-    async def _serve(self, event: RequestReceived, context: RequestContext) -> None:
+    async def _serve(self, event: core.RequestReceived, context: RequestContext) -> None:
         protocol = self._protocol
         try:
             handler = self._handlers.get(event.subtype)
@@ -339,18 +328,18 @@ class ControlSession(AsyncResource):
                     raise LookupError(f"no handler for control request {event.subtype!r}")
                 answer = protocol.answer(event.entry, await handler(event.request, context))
             except BaseException as exc:
-                up = None if isinstance(exc, Exception) else _going_up(exc)
+                up = None if isinstance(exc, Exception) else going_up(exc)
                 if up is exc:
                     raise
                 if up is not None:
                     raise up from exc
-                text = _describe(exc)
+                text = describe(exc)
                 logger.warning("%s handler for %s raised %s", event.subtype, event.request_id, text)
                 answer = protocol.answer_error(event.entry, text)
             if answer is not None:
                 # The handler is done: from now on a cancel stops the write through the
                 # transport's guard, never by cancelling this task part-way through a line.
-                context._stop_task = None
+                attach_task(context, None)
                 await self._write_answer(answer)
         finally:
             if self._contexts.get(event.request_id) is context:
@@ -364,7 +353,9 @@ class ControlSession(AsyncResource):
         except InputClosed as exc:  # we closed stdin on purpose: the CLI knows
             logger.debug("could not answer %s: %s", answer.request_id, exc)
         except TransportError as exc:
-            self._fail(SessionClosed(f"cannot answer the CLI's request {answer.request_id}", exc))
+            self._end(
+                SessionClosed(f"cannot answer the CLI's request {answer.request_id}", exc), exc
+            )
         finally:
             self._protocol.answer_done(answer)
 
@@ -377,21 +368,16 @@ class ControlSession(AsyncResource):
 
     # -- the end ----------------------------------------------------------------------
 
-    def _fail(self, ended: SessionClosed) -> None:
-        """End the session from anywhere but the reader, which is stopped."""
-        self._end(ended, ended.cause)
-        self._reader.cancel()
-
-    def _end(self, ended: SessionClosed, failure: BaseException | None) -> None:
+    def _end(self, ended: SessionClosed, failure: BaseException | None = None) -> None:
+        """The one way a session ends, from any task (the reader's own included):
+        ``failure`` is why, if it ended badly; a second call does nothing."""
         if self._ended is not None:
             return
         self._ended, self._failure = ended, failure
-        for request_id in self._protocol.close(SessionClosed(ended.reason, ended.cause)):
-            self._cancel_handler(request_id)
+        for event in self._protocol.close(SessionClosed(ended.reason, ended.cause)):
+            self._react(event)  # handlers stopped, our requests' callers woken
         self._tasks.cancel_all()
-        waiter = self._data_waiter
-        if waiter is not None:
-            self._data_waiter = None
-            waiter.set()
+        self._wake_consumer()
+        self._reader.cancel()
         if failure is not None:
             logger.debug("session ended: %s", ended)

@@ -24,6 +24,8 @@ CONTROL_REQUEST: Final = "control_request"
 CONTROL_RESPONSE: Final = "control_response"
 CONTROL_CANCEL: Final = "control_cancel_request"
 KEEP_ALIVE: Final = "keep_alive"
+# Frame types the dispatcher handles itself; a frame of any other string type is a message.
+ROUTED: Final = (CONTROL_REQUEST, CONTROL_RESPONSE, CONTROL_CANCEL, KEEP_ALIVE)
 
 Frame = dict[str, Any]
 
@@ -168,6 +170,38 @@ def _decode_batch(lines: list[bytes]) -> list[Frame] | None:
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
     return batch if len(batch) == len(lines) else None
+
+
+def frame_type(frame: Mapping[str, Any] | None) -> str | None:
+    """A frame's ``type`` when it is a string, else None."""
+    kind = frame.get("type") if frame is not None else None
+    return kind if kind.__class__ is str else None
+
+
+def is_message(frame: Mapping[str, Any]) -> bool:
+    """An ordinary message, for the consumer: a frame whose ``type`` is a string and not
+    one of the `ROUTED` types (control traffic, keep-alives)."""
+    kind = frame_type(frame)
+    return kind is not None and kind not in ROUTED
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", bool: "bool", int: "number"}
+_JSON_PHRASES = {
+    "object": "an object",
+    "array": "a list",
+    "string": "a string",
+    "bool": "a boolean",
+    "number": "a number",
+}
+
+
+def json_type(value: object, *, phrase: bool = False) -> str:
+    """A JSON value's type: its name (object, array, string, number, bool or null), or
+    with ``phrase`` as an error message reads (an object, a list, a boolean...)."""
+    if value is None:
+        return "null"
+    name = _JSON_NAMES.get(type(value)) or ("number" if isinstance(value, float) else "unknown")
+    return _JSON_PHRASES.get(name, name) if phrase else name
 
 
 def encode_frame(frame: Mapping[str, Any]) -> bytearray:

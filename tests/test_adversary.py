@@ -477,7 +477,7 @@ async def test_a_cancel_wins_over_an_answer_claimed_but_still_waiting_for_the_pi
         messages = session.messages()
         with anyio.fail_after(20):
             assert (await messages.__anext__())["n"] == "stopped"
-            stdin = transport._stdin
+            stdin = transport._pipes.stdin  # type: ignore[attr-defined]
             assert stdin is not None
             # The peer's reading thread is parked in one last read: feed it a line.
             await session.send({"type": "user", "n": 0})

@@ -11,7 +11,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from ctlwire.transport._backend import ReadableWatch, TaskPool
+from ctlwire.transport._backend import ReadableWatch
+from ctlwire.transport._pool import TaskPool
 
 pytestmark = pytest.mark.anyio
 

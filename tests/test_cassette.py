@@ -17,8 +17,9 @@ from ctlwire.fixtures import records as r
 from ctlwire.fixtures.cassette import cassette_path, why_unclean
 from ctlwire.fixtures.fake_cli import EXIT_TIMEOUT, Player
 from ctlwire.fixtures.log import LogHeader, Record, SessionLog, read_log
-from ctlwire.fixtures.matcher import VOLATILE_KEYS, Mismatch, ScriptMatcher
+from ctlwire.fixtures.matcher import Mismatch, ScriptMatcher
 from ctlwire.fixtures.real_cli import cli_version, find_real_cli
+from ctlwire.fixtures.volatile import MATCH_IGNORES
 
 SDK_TEST = """
 import json
@@ -209,7 +210,7 @@ def test_ignored_keys_may_differ() -> None:
     log = SessionLog(LogHeader(), [r.sdk(recorded)], [1])
     with pytest.raises(Mismatch, match="session_id"):
         ScriptMatcher(log).accept(live)
-    matcher = ScriptMatcher(log, volatile=VOLATILE_KEYS | {"session_id"})
+    matcher = ScriptMatcher(log, volatile=MATCH_IGNORES | {"session_id"})
     assert matcher.accept(live) == 0
 
 

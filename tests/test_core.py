@@ -227,11 +227,10 @@ def test_close_fails_every_pending_request_at_once_with_the_reason() -> None:
     core = ControlProtocol()
     first, second = core.start_request({"subtype": "a"}), core.start_request({"subtype": "b"})
     feed(core, request("theirs"))
-    settled: list[str] = []
-    first.on_settled = lambda: settled.append("first")
     reason = SessionClosed("the session ended", RuntimeError("exit code 3"))
-    assert core.close(reason) == ["theirs"]
-    assert settled == ["first"]
+    events = core.close(reason)
+    assert [e.request_id for e in events if isinstance(e, RequestCancelled)] == ["theirs"]
+    assert [e.request for e in events if isinstance(e, ResponseReceived)] == [first, second]
     for entry in (first, second):
         with pytest.raises(SessionClosed, match="exit code 3"):
             entry.result()

@@ -20,6 +20,7 @@ from ctlwire.protocol import (
     RequestCancelled,
     RequestReceived,
     RequestRejected,
+    ResponseReceived,
     SessionClosed,
 )
 
@@ -68,6 +69,8 @@ class CoreModel(RuleBasedStateMachine):
                 self.written[event.answer.request_id] = 0
                 self.cancelled.discard(event.answer.request_id)
                 self.decided.append(event.answer)
+            elif isinstance(event, ResponseReceived):
+                self.settles[event.request.request_id] += 1
         return events
 
     @rule(rid=IDS, subtype=st.sampled_from(["can_use_tool", "hook_callback", None]))
@@ -120,11 +123,6 @@ class CoreModel(RuleBasedStateMachine):
     def our_request(self) -> None:
         entry = self.core.start_request({"subtype": "mcp_status"})
         self.settles[entry.request_id] = 0
-
-        def settled(rid: str = entry.request_id) -> None:
-            self.settles[rid] += 1
-
-        entry.on_settled = settled
         self.ours.append(entry)
 
     @precondition(lambda self: self.ours)
@@ -149,7 +147,11 @@ class CoreModel(RuleBasedStateMachine):
     @rule()
     def close(self) -> None:
         in_flight = set(self.core.in_flight)
-        stopped = self.core.close(SessionClosed("closed by the model"))
+        events = self.core.close(SessionClosed("closed by the model"))
+        for event in events:
+            if isinstance(event, ResponseReceived):
+                self.settles[event.request.request_id] += 1
+        stopped = [e.request_id for e in events if isinstance(e, RequestCancelled)]
         assert set(stopped) == (set() if self.closed else in_flight)
         assert self.running <= set(stopped) or self.closed
         self.closed = True

@@ -135,6 +135,19 @@ def test_the_tooling_face_names_its_api_and_loads_it_on_use() -> None:
         fixtures.no_such_name  # noqa: B018
 
 
+def test_the_pytest_plugin_loads_neither_the_http_server_nor_the_replayer() -> None:
+    # pytest imports the plugin in every run where ctlwire is installed.
+    code = (
+        "import sys, ctlwire.fixtures.pytest_plugin\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ctlwire.', 'http.'))))\n"
+    )
+    out = _run(sys.executable, "-c", code)
+    loaded = out.stdout.strip()
+    assert "ctlwire.fixtures.pytest_plugin" in loaded, out.stderr
+    for heavy in ("ctlwire.fixtures.fake_api", "http.server", "ctlwire.fixtures.replay"):
+        assert f"'{heavy}'" not in loaded
+
+
 def test_errors_survive_pickling_and_copying() -> None:
     """Errors cross process boundaries (pools, xdist) and get copied: each comes back
     whole, with its message and its fields, whatever its constructor takes."""

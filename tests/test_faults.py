@@ -18,6 +18,7 @@ from helpers import peer_argv
 
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError
+from ctlwire.transport._stream import Life
 
 pytestmark = pytest.mark.anyio
 
@@ -218,7 +219,7 @@ async def test_asyncio_timeout_and_raw_task_cancel(anyio_backend: str) -> None:
     task = asyncio.get_running_loop().create_task(user_code())
     await closing.wait()
     with anyio.fail_after(5):  # until aclose() waits for the CLI to exit
-        while not holder[0]._closing:  # noqa: ASYNC110 - polling a flag, with a deadline
+        while holder[0]._state.life is Life.RUNNING:  # noqa: ASYNC110 - polling, with a deadline
             await asyncio.sleep(0.005)
     started = time.monotonic()
     task.cancel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from typing import Any
@@ -546,6 +547,14 @@ async def test_fast_path_keeps_order_loses_nothing_and_bounds_memory() -> None:
             if message["type"] == "result":
                 break
     assert first + rest == list(range(3001))
+
+
+@pytest.mark.parametrize("close_timeout", [math.nan, -1.0])
+async def test_a_close_timeout_that_is_not_a_duration_is_refused(close_timeout: float) -> None:
+    transport, _ = memory_transport_pair()
+    with pytest.raises(ValueError, match=r"close_timeout must be a number of seconds >= 0"):
+        ControlSession(transport, close_timeout=close_timeout)
+    await transport.aclose()
 
 
 async def test_a_transport_that_is_not_one_is_refused_naming_what_it_lacks() -> None:

@@ -1,15 +1,18 @@
 """Bytes, lines and processes: the pipe between an SDK and the agent CLI.
 
-This package runs the CLI as a child process (`SubprocessTransport`, on whichever of
-its three implementations the platform needs) or fakes one in memory
+This package runs the CLI as a child process (`SubprocessTransport`: one class owning a
+pure stream state, ``_stream``, and a pipes strategy, ``_pipes`` or ``_portable``,
+picked with the child watcher of ``_child``) or fakes one in memory
 (`memory_transport_pair`), frames its stdout into lines, reads its stderr, and holds
 the backend seam that lets the layers above run background tasks on asyncio or trio
-(`DetachedTask`, `TaskPool`). It may import nothing else of ctlwire; the layers above
-(``ctlwire.protocol``, ``ctlwire.fixtures``) import only the names exported here.
+(`DetachedTask`, and `TaskPool` in ``_pool``). It may import nothing else of ctlwire;
+the layers above (``ctlwire.protocol``, ``ctlwire.fixtures``) import only the names
+exported here.
 """
 
-from ._backend import DetachedTask, TaskPool, being_cancelled
+from ._backend import DetachedTask, being_cancelled
 from ._lifecycle import AsyncResource
+from ._pool import TaskPool
 from .base import StderrCallback, Transport
 from .errors import (
     CtlwireError,

@@ -1,17 +1,18 @@
 """The child-process seam: one small interface, three implementations, and the choice.
 
 A child runs in a process group (a job, on Windows) of its own, so that a terminal's
-Ctrl-C does not reach it and its whole tree can be ended together. Implementations:
+Ctrl-C does not reach it and its whole tree can be ended together. Implementations,
+each with the pipes strategy `SubprocessTransport` pairs it with:
 
 ``linux`` (``_child_linux``)
     pidfd for the exit, ``waitid(WNOWAIT)`` so the group stays ours to kill until we
-    reap, bigger pipes with ``F_SETPIPE_SZ``; raw non-blocking pipes.
+    reap; raw non-blocking pipes (``_pipes``), made bigger with ``F_SETPIPE_SZ``.
 ``posix`` (``_child_posix``)
     macOS and the BSDs: the same raw pipes, the exit seen by ``waitpid(WNOHANG)``
     polled with back-off, the group ended with ``killpg``.
 ``portable`` (``_child_portable``)
-    Windows, or anywhere: ``anyio.open_process`` streams; nothing signal- or
-    fcntl-specific on its import path.
+    Windows, or anywhere: ``anyio.open_process`` streams (``_portable``); nothing
+    signal- or fcntl-specific on its import path.
 
 `choose` picks the first one the platform supports, unless the ``child`` argument of
 `SubprocessTransport` or the ``CTLWIRE_CHILD`` environment variable (read when a

@@ -1,4 +1,4 @@
-"""The child on Linux: pidfd, ``waitid(WNOWAIT)`` and bigger pipes.
+"""The child on Linux: pidfd and ``waitid(WNOWAIT)``.
 
 The exit is read without reaping (``WNOWAIT``), so the process group stays ours to kill
 until `reap`, which first kills what is left of the group and only then collects the
@@ -16,8 +16,6 @@ import anyio
 from ._child import ChildState
 from ._child_posix import POLL_FIRST, POLL_MAX, PosixChild
 
-PIPE_SIZE = 1 << 20
-
 
 class LinuxChild(PosixChild):
     """A `Child` watched through a pidfd and read with ``waitid(WNOWAIT)``."""
@@ -27,21 +25,6 @@ class LinuxChild(PosixChild):
         self._pidfd: int | None = None
         with contextlib.suppress(OSError):
             self._pidfd = os.pidfd_open(self.pid)
-
-    @staticmethod
-    def tune_pipe(fd: int) -> int:
-        """Best effort: fewer, larger reads. Return the size to read at once."""
-        try:
-            import fcntl
-        except ImportError:
-            return PosixChild.tune_pipe(fd)
-        size_op = getattr(fcntl, "F_SETPIPE_SZ", None)
-        if size_op is None:
-            return PosixChild.tune_pipe(fd)
-        try:
-            return max(fcntl.fcntl(fd, size_op, PIPE_SIZE), PIPE_SIZE)
-        except OSError:
-            return PIPE_SIZE  # over the user's limit: reads as big as before
 
     async def wait(self) -> None:
         if self._pidfd is not None:

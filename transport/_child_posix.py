@@ -22,7 +22,6 @@ import anyio
 
 from ._child import ChildState
 
-PIPE_SIZE = 1 << 16
 POLL_FIRST = 0.001
 POLL_MAX = 0.05
 
@@ -35,12 +34,6 @@ class PosixChild:
         self.pid = popen.pid
         self.state = ChildState.RUNNING
         self.returncode: int | None = None
-
-    @staticmethod
-    def tune_pipe(fd: int) -> int:
-        """Nothing to tune without ``F_SETPIPE_SZ``; return the size to read at once
-        (pipes hold 64 KiB on Linux and, at most, on macOS)."""
-        return PIPE_SIZE
 
     async def wait(self) -> None:
         delay = POLL_FIRST

@@ -1,48 +1,69 @@
-"""The CLI over raw non-blocking pipes: the Linux and other-POSIX implementations.
+"""The CLI's pipes, raw: `subprocess.Popen` and ``os.read``/``os.write`` on non-blocking fds.
 
-Both spawn with `subprocess.Popen` in a new process group and speak to the child over
-``os.read``/``os.write`` on non-blocking pipes; they differ only in the `Child` that
-watches and ends the process (``_child_linux`` or ``_child_posix``).
+The pipes strategy of ``child="linux"`` and ``child="posix"``: it spawns, writes, reads,
+reads stderr, orphans and closes, and tunes the pipe size; it keeps no transport state
+(that is `StreamState`'s job) and knows nothing of lines. The `Child` that watches and
+ends the process comes from ``_child_linux`` or ``_child_posix``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Mapping
 
 import anyio
-import anyio.lowlevel
 
 from ._backend import ReadableWatch, Watch
 from ._child import Child
-from .errors import TransportError
-from .subprocess import READ_SIZE, Input, Output, SubprocessTransport, start_error
+from .errors import start_error
 
-logger = logging.getLogger(__name__)
-
-# A read shorter than this means the CLI writes slower than we read (requests and
-# answers, not a flood): wait for readiness next time instead of failing a read first.
-SMALL_READ = 1 << 16
-# Module constants: the hot paths compare against these without an Enum class lookup.
-_OPEN, _BROKEN = Input.OPEN, Input.BROKEN
-_READY, _DRAINED, _ORPHANED, _EOF = Output.READY, Output.DRAINED, Output.ORPHANED, Output.EOF
+# How much one read asks for when the pipe size is unknown: its capacity on Linux.
+DEFAULT_READ_SIZE = 1 << 16
+# The stdout pipe size asked for on Linux: fewer, larger reads in a flood.
+LINUX_PIPE_SIZE = 1 << 20
+STDERR_READ_SIZE = 65536
 
 
-class PipeTransport(SubprocessTransport):
-    """`SubprocessTransport` on raw pipes, for ``child="linux"`` and ``child="posix"``."""
+def tune_pipe(fd: int, kind: str) -> int:
+    """Best effort: make the pipe bigger (``F_SETPIPE_SZ``, Linux only). Return the size
+    to read at once: the pipe's capacity, since asking for much more than a pipe can hold
+    makes every read allocate a big buffer and shrink it, which fragments the heap."""
+    if kind != "linux":
+        return DEFAULT_READ_SIZE  # macOS pipes hold 64 KiB at most
+    try:
+        import fcntl
+    except ImportError:
+        return DEFAULT_READ_SIZE
+    size_op = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if size_op is None:
+        return DEFAULT_READ_SIZE
+    try:
+        return max(fcntl.fcntl(fd, size_op, LINUX_PIPE_SIZE), LINUX_PIPE_SIZE)
+    except OSError:
+        return LINUX_PIPE_SIZE  # over the user's limit: reads as big as before
 
-    _stdin: int | None = None
-    _stdout: int | None = None
-    _stderr_fd: int | None = None
-    _stdout_watch: Watch | None = None
-    # What one read asks for: the pipe's capacity. Asking for much more than a pipe can
-    # hold makes every read allocate a big buffer and shrink it, which fragments the heap.
-    _read_size = READ_SIZE
 
-    async def _spawn(self) -> Child:
+class RawPipes:
+    """stdin, stdout and stderr of one child as non-blocking fds."""
+
+    # A cancelled wait for room writes nothing: only a line already part-way out breaks.
+    cancel_may_cut = False
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.stdin: int | None = None
+        self.stdout: int | None = None
+        self.stderr: int | None = None
+        self.read_size = DEFAULT_READ_SIZE
+        self._stdout_watch: Watch | None = None
+
+    async def spawn(
+        self, argv: list[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
+    ) -> Child:
+        """Start ``argv`` in a process group of its own, its three pipes ours; the one
+        place a child is spawned on this strategy. `TransportError` if it cannot be."""
         from ._child_posix import PosixChild
 
         child_class: type[PosixChild] = PosixChild
@@ -58,15 +79,15 @@ class PipeTransport(SubprocessTransport):
             fds += (stdout_r, stdout_w)
             stderr_r, stderr_w = os.pipe()
             fds += (stderr_r, stderr_w)
-            self._read_size = child_class.tune_pipe(stdout_r)
+            self.read_size = tune_pipe(stdout_r, self.kind)
             # fork/exec returns at once; nothing here waits for the child.
             popen = subprocess.Popen(  # noqa: ASYNC220
-                self.argv,
+                argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
-                cwd=self.cwd,
-                env=self.env,
+                cwd=cwd,
+                env=env,
                 close_fds=True,
                 process_group=0,
             )
@@ -75,179 +96,100 @@ class PipeTransport(SubprocessTransport):
             # a string. Either way nothing was started, and the pipes must not leak.
             for fd in fds:
                 os.close(fd)
-            raise start_error(self.argv[0], exc) from exc
+            raise start_error(argv[0], exc) from exc
         for fd in (stdin_r, stdout_w, stderr_w):
             os.close(fd)
         for fd in (stdin_w, stdout_r, stderr_r):
             os.set_blocking(fd, False)
-        self._stdin, self._stdout, self._stderr_fd = stdin_w, stdout_r, stderr_r
+        self.stdin, self.stdout, self.stderr = stdin_w, stdout_r, stderr_r
         self._stdout_watch = ReadableWatch(stdout_r)
         return child_class(popen)
 
     # -- stdin ------------------------------------------------------------------------
 
-    async def send(
-        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
-    ) -> bool:
-        """When no other write is part-way through and the pipe has room, this writes at
-        once without taking the lock (and without a checkpoint)."""
-        lock = self._send_lock
-        try:
-            if lock.locked():
-                async with lock:
-                    return await self._write_all(memoryview(data), guard, False)
-            # Nothing below awaits before the lock is held, so lines cannot interleave.
-            if guard is not None and not self._ask(guard):
-                return False
-            rest = self._write_available(memoryview(data))
-            if rest:
-                lock.acquire_nowait()
-                try:
-                    if len(rest) == len(data):  # nothing written yet: the guard still rules
-                        return await self._write_all(rest, guard, False)
-                    return await self._write_all(rest, None, True)
-                finally:
-                    lock.release()
-            return True
-        except BrokenPipeError:
-            await self.wait_exit(1.0)
-            raise self.exit_error("cannot write to the CLI's stdin") from None
-
-    def _ask(self, guard: Callable[[], bool]) -> bool:
-        """The guard's answer, asked only if a write could happen now."""
-        if self._input is not _OPEN:
-            raise self._input_error()
-        return guard()
-
-    def _write_available(self, view: memoryview) -> memoryview:
-        """Write what the pipe takes now; return what is left."""
-        if self._input is not _OPEN:
-            raise self._input_error()
-        try:
-            return view[os.write(self._stdin, view) :]  # type: ignore[arg-type]
-        except BlockingIOError:
-            return view
-
-    async def _write_all(
-        self, view: memoryview, guard: Callable[[], bool] | None, started: bool
-    ) -> bool:
-        """Write all of ``view``, waiting for room; ``started``: part of the line is out."""
-        while True:
-            if guard is not None and not self._ask(guard):
-                return False
-            rest = self._write_available(view)
-            if not rest:
-                return True
-            if len(rest) < len(view):
-                started, guard = True, None
-            view = rest
-            await self._wait_writable(started)
-
-    async def _wait_writable(self, partial: bool) -> None:
-        fd = self._stdin
+    def try_write(self, view: memoryview) -> int:
+        """Write what the pipe takes now; the count. `BrokenPipeError` if the reader is
+        gone, `anyio.ClosedResourceError` once stdin is closed."""
+        fd = self.stdin
         if fd is None:
-            raise self._input_error()
+            raise anyio.ClosedResourceError
         try:
-            await anyio.wait_writable(fd)
-        except anyio.ClosedResourceError:
-            raise TransportError("the CLI's stdin was closed while writing") from None
-        except BaseException as exc:
-            if partial and self._input is _OPEN:
-                self._input = _BROKEN
-                logger.debug("stdin broken mid-line by %r", exc)
-            raise
+            return os.write(fd, view)
+        except BlockingIOError:
+            return 0
 
-    async def _close_input(self, state: Input) -> None:
-        fd, self._stdin = self._stdin, None
-        if self._input is _OPEN or self._input is _BROKEN:
-            self._input = state
+    async def wait_writable(self, view: memoryview) -> int:
+        """Wait until stdin has room; writes nothing (0): the caller asks its guard, then
+        tries again."""
+        fd = self.stdin
+        if fd is None:
+            raise anyio.ClosedResourceError
+        await anyio.wait_writable(fd)
+        return 0
+
+    async def close_input(self) -> None:
+        fd, self.stdin = self.stdin, None
         if fd is not None:
             anyio.notify_closing(fd)
             os.close(fd)
 
     # -- stdout -----------------------------------------------------------------------
 
-    async def receive_lines(self) -> list[bytes]:
-        waited = False
-        while True:
-            if self._framer.error is not None:
-                raise self._framer.error
-            fd = self._stdout
-            if fd is None or self._output is _EOF:
-                raise anyio.EndOfStream
-            if self._output is _DRAINED:
-                assert self._stdout_watch is not None
-                try:
-                    await self._stdout_watch.wait()
-                except anyio.ClosedResourceError:
-                    if self._output is not _ORPHANED:
-                        raise TransportError("the transport was closed") from None
-                waited = True
-            try:
-                data = os.read(fd, self._read_size)
-            except BlockingIOError:
-                if self._output is not _ORPHANED:
-                    self._output = _DRAINED
-                    continue
-                data = b""
-            else:
-                if self._output is not _ORPHANED:
-                    self._output = _DRAINED if len(data) < SMALL_READ else _READY
-            if not data:
-                return self._last_lines()
-            lines = self._framer.feed(data)
-            if lines:
-                if not waited:
-                    # Data was ready without waiting: yield once anyway, so a flood cannot
-                    # starve handlers and consumers, without risking the lines just read.
-                    await anyio.lowlevel.cancel_shielded_checkpoint()
-                return lines
-            await anyio.lowlevel.checkpoint()
-            waited = True
-
-    # -- stderr, orphaned pipes, closing -------------------------------------------------
-
-    async def _read_stderr(self) -> None:
-        fd = self._stderr_fd
-        assert fd is not None
+    def read_now(self) -> bytes | None:
+        """What stdout holds now (b"" at its end), or None if nothing yet;
+        `anyio.EndOfStream` once it was closed."""
+        fd = self.stdout
+        if fd is None:
+            raise anyio.EndOfStream
         try:
-            while True:
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    await anyio.wait_readable(fd)
-                    continue
-                if not data:
-                    break
-                self._stderr.feed(data, self.on_stderr)
-        except anyio.ClosedResourceError:
-            pass
-        finally:
-            self._stderr.end(self.on_stderr)
-            self._stderr_done.set()
+            return os.read(fd, self.read_size)
+        except BlockingIOError:
+            return None
 
-    async def _orphan_stdout(self) -> None:
+    def wait_readable(self) -> Awaitable[None]:
+        """What to await until stdout can be read (`anyio.ClosedResourceError` if it is
+        orphaned or closed meanwhile); `anyio.EndOfStream` if it was closed before. The
+        watch's own wait, not a coroutine around it: this is every read's hot path."""
+        if self.stdout is None or self._stdout_watch is None:
+            raise anyio.EndOfStream
+        return self._stdout_watch.wait()
+
+    async def orphan_stdout(self) -> None:
+        """The CLI exited, a descendant holds stdout open: make waits end at once."""
         if self._stdout_watch is not None:
             self._stdout_watch.close()
 
-    async def _release(self) -> None:
-        self._release_now()
+    # -- stderr -----------------------------------------------------------------------
 
-    def _release_now(self) -> None:
-        with contextlib.suppress(OSError):
-            fd, self._stdin = self._stdin, None
-            if fd is not None:
-                anyio.notify_closing(fd)
-                os.close(fd)
-        if self._input is _OPEN or self._input is _BROKEN:
-            self._input = Input.CLOSED
+    async def read_stderr(self) -> bytes:
+        """The next chunk of stderr; b"" at its end or once it is closed."""
+        while True:
+            fd = self.stderr
+            if fd is None:
+                return b""
+            try:
+                return os.read(fd, STDERR_READ_SIZE)
+            except BlockingIOError:
+                pass
+            try:
+                await anyio.wait_readable(fd)
+            except anyio.ClosedResourceError:
+                return b""
+
+    # -- closing ----------------------------------------------------------------------
+
+    async def close(self, timeout: float) -> None:
+        """Close every pipe (nothing here needs to wait)."""
+        self.close_now()
+
+    def close_now(self) -> None:
+        """Close every pipe without awaiting; idempotent."""
         if self._stdout_watch is not None:
             self._stdout_watch.close()
-        for name in ("_stdout", "_stderr_fd"):
+        for name in ("stdin", "stdout", "stderr"):
             fd = getattr(self, name)
             if fd is not None:
                 setattr(self, name, None)
                 with contextlib.suppress(OSError):
                     anyio.notify_closing(fd)
                     os.close(fd)
-        self._stdout_done.set()

@@ -1,15 +1,16 @@
-"""The CLI through ``anyio.open_process``: the portable (and Windows) implementation.
+"""The CLI's pipes through ``anyio.open_process``: the portable (and Windows) strategy.
 
-asyncio's pipes (Proactor pipes on Windows) or trio's, behind anyio's byte streams; the
-child and its tree are handled by ``_child_portable``. Nothing here needs ``fcntl`` or a
-POSIX-only signal.
+asyncio's pipes (Proactor pipes on Windows) or trio's, behind anyio's byte streams, with
+the same operations as the raw pipes of ``_pipes``; the child and its tree are handled
+by ``_child_portable``. Nothing here needs ``fcntl`` or a POSIX-only signal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Mapping
 
 import anyio
 import anyio.abc
@@ -17,122 +18,120 @@ import anyio.abc
 from ._backend import current
 from ._child import Child
 from ._child_portable import PortableChild, spawn_options
-from .errors import TransportError
-from .subprocess import READ_SIZE, Input, Output, SubprocessTransport, start_error
+from .errors import start_error
 
-_OPEN = Input.OPEN
+READ_SIZE = 1 << 20
+STDERR_READ_SIZE = 65536
 # What a write to a pipe whose reader is gone raises, depending on the backend.
 _GONE = (anyio.BrokenResourceError, BrokenPipeError, ConnectionResetError)
 
 
-class PortableTransport(SubprocessTransport):
-    """`SubprocessTransport` on ``anyio.open_process``, for ``child="portable"``."""
+class ProcessStreams:
+    """stdin, stdout and stderr of one child as anyio byte streams."""
 
-    _process: anyio.abc.Process | None = None
-    # On trio a cancelled send may have written part of its data; asyncio's streams
-    # take all of it into their buffer before they can be cancelled.
-    _cancel_breaks_input = True
+    def __init__(self) -> None:
+        self.process: anyio.abc.Process | None = None
+        # On trio a cancelled send may have written part of its data; asyncio's streams
+        # take all of it into their buffer before they can be cancelled.
+        self.cancel_may_cut = True
+        self._received: bytes | None = None  # read by `wait_readable`, not yet taken
 
-    async def _spawn(self) -> Child:
+    async def spawn(
+        self, argv: list[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
+    ) -> Child:
+        """Start ``argv`` in a group of its own, its three pipes ours; the one place a
+        child is spawned on this strategy. `TransportError` if it cannot be."""
         try:
             process = await anyio.open_process(
-                self.argv,
+                argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=self.cwd,
-                env=self.env,
+                cwd=cwd,
+                env=env,
                 **spawn_options(),
             )
         except (OSError, ValueError, TypeError) as exc:
-            raise start_error(self.argv[0], exc) from exc
-        self._process = process
-        self._cancel_breaks_input = current().NAME != "asyncio"
+            raise start_error(argv[0], exc) from exc
+        self.process = process
+        self.cancel_may_cut = current().NAME != "asyncio"
         return PortableChild(process)
 
     # -- stdin ------------------------------------------------------------------------
 
-    async def send(
-        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
-    ) -> bool:
-        async with self._send_lock:
-            if self._input is not _OPEN:
-                raise self._input_error()
-            if guard is not None and not guard():
-                return False
-            assert self._process is not None and self._process.stdin is not None
-            try:
-                await self._process.stdin.send(bytes(data))
-            except _GONE:
-                await self.wait_exit(1.0)
-                raise self.exit_error("cannot write to the CLI's stdin") from None
-            except anyio.ClosedResourceError:
-                raise self._input_error() from None
-            except BaseException:
-                if self._cancel_breaks_input and self._input is _OPEN:
-                    self._input = Input.BROKEN
-                raise
-            return True
+    def try_write(self, view: memoryview) -> int:
+        """Nothing goes out without awaiting here: always 0 (`wait_writable` writes)."""
+        if self.process is None or self.process.stdin is None:
+            raise anyio.ClosedResourceError
+        return 0
 
-    async def _close_input(self, state: Input) -> None:
-        if self._input is _OPEN or self._input is Input.BROKEN:
-            self._input = state
-            if self._process is not None and self._process.stdin is not None:
-                with contextlib.suppress(Exception):
-                    await self._process.stdin.aclose()
+    async def wait_writable(self, view: memoryview) -> int:
+        """Write all of ``view`` (the stream takes a whole write); its length.
+        `BrokenPipeError` if the reader is gone."""
+        if self.process is None or self.process.stdin is None:
+            raise anyio.ClosedResourceError
+        try:
+            await self.process.stdin.send(bytes(view))
+        except _GONE:
+            raise BrokenPipeError from None
+        return len(view)
+
+    async def close_input(self) -> None:
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(Exception):
+                await self.process.stdin.aclose()
 
     # -- stdout -----------------------------------------------------------------------
 
-    async def receive_lines(self) -> list[bytes]:
-        process = self._process
-        while True:
-            if self._framer.error is not None:
-                raise self._framer.error
-            if process is None or process.stdout is None or self._output is Output.EOF:
-                raise anyio.EndOfStream
-            try:
-                data = await process.stdout.receive(READ_SIZE)
-            except anyio.EndOfStream:
-                data = b""
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                if self._output is not Output.ORPHANED:
-                    raise TransportError("the transport was closed") from None
-                data = b""
-            if not data:
-                return self._last_lines()
-            lines = self._framer.feed(data)
-            if lines:
-                return lines
+    def read_now(self) -> bytes | None:
+        """What `wait_readable` received (b"" at the end), or None if nothing yet."""
+        if self.process is None or self.process.stdout is None:
+            raise anyio.EndOfStream
+        data, self._received = self._received, None
+        return data
 
-    # -- stderr, orphaned pipes, closing -------------------------------------------------
+    def wait_readable(self) -> Awaitable[None]:
+        """What to await to receive the next chunk for `read_now` (`anyio.ClosedResourceError`
+        if stdout is orphaned or closed meanwhile); `anyio.EndOfStream` if it was closed."""
+        if self.process is None or self.process.stdout is None:
+            raise anyio.EndOfStream
+        return self._receive(self.process.stdout)
 
-    async def _read_stderr(self) -> None:
-        assert self._process is not None and self._process.stderr is not None
-        stderr = self._process.stderr
+    async def _receive(self, stdout: anyio.abc.ByteReceiveStream) -> None:
         try:
-            while True:
-                self._stderr.feed(await stderr.receive(65536), self.on_stderr)
-        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-        finally:
-            self._stderr.end(self.on_stderr)
-            self._stderr_done.set()
+            self._received = await stdout.receive(READ_SIZE)
+        except anyio.EndOfStream:
+            self._received = b""
+        except anyio.BrokenResourceError:
+            raise anyio.ClosedResourceError from None
 
-    async def _orphan_stdout(self) -> None:
-        if self._process is not None and self._process.stdout is not None:
+    async def orphan_stdout(self) -> None:
+        """The CLI exited, a descendant holds stdout open: make reads end at once."""
+        if self.process is not None and self.process.stdout is not None:
             with contextlib.suppress(Exception):
-                await self._process.stdout.aclose()
+                await self.process.stdout.aclose()
 
-    async def _release(self) -> None:
-        process = self._process
+    # -- stderr -----------------------------------------------------------------------
+
+    async def read_stderr(self) -> bytes:
+        """The next chunk of stderr; b"" at its end or once it is closed."""
+        assert self.process is not None and self.process.stderr is not None
+        try:
+            return await self.process.stderr.receive(STDERR_READ_SIZE)
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return b""
+
+    # -- closing ----------------------------------------------------------------------
+
+    async def close(self, timeout: float) -> None:
+        """Close every stream and wait (up to ``timeout`` seconds) for the dead child."""
+        process = self.process
         if process is None:
             return
-        if self._input is _OPEN or self._input is Input.BROKEN:
-            self._input = Input.CLOSED
-        with anyio.move_on_after(max(self.terminate_timeout, 1.0)):
+        with anyio.move_on_after(timeout):
             with contextlib.suppress(Exception):
-                await process.aclose()  # closes the streams, waits for the (dead) child
+                await process.aclose()
 
-    def _release_now(self) -> None:
-        if self._input is _OPEN or self._input is Input.BROKEN:
-            self._input = Input.CLOSED
+    def close_now(self) -> None:
+        """Nothing: anyio's streams close only by awaiting. This runs only when a cancel
+        pierced `close`; the backend releases the pipes with its process object."""

@@ -29,7 +29,8 @@ class TransportError(CtlwireError):
 
 
 class InputClosed(TransportError):
-    """A write after `end_input`: we closed the CLI's stdin on purpose."""
+    """A write after `end_input`: we closed the CLI's stdin on purpose. (A write after
+    `aclose` is a plain `TransportError`: the transport is gone, not just the input.)"""
 
 
 class InputBroken(TransportError):
@@ -66,3 +67,13 @@ class ProcessExited(TransportError):
         super().__init__(text)
         self.returncode = returncode
         self.stderr_tail = tuple(stderr_tail)
+
+
+def start_error(program: str, exc: Exception) -> TransportError:
+    """What starting a transport raises when the child cannot be spawned."""
+    if isinstance(exc, OSError):
+        return TransportError(f"cannot start {program!r}: {exc}")
+    # Popen's ValueError (a NUL byte) or TypeError (a value that is not a string).
+    return TransportError(
+        f"cannot start {program!r}: bad argv, env or cwd: {type(exc).__name__}: {exc}"
+    )

@@ -1,20 +1,20 @@
-"""The CLI as a child process: `SubprocessTransport`, whichever implementation runs it.
+"""The CLI as a child process: `SubprocessTransport`.
 
-``SubprocessTransport(...)`` makes an instance of the implementation `_child.choose`
-picks (``child=`` argument, else ``$CTLWIRE_CHILD``, else the platform's best): the raw
-pipe transport of ``_pipes`` on Linux and other POSIX systems, or the
-``anyio.open_process`` one of ``_portable``. This module holds what they share: argument
-checks, the exit and stderr watch, and the close escalation.
+One concrete class on two parts chosen once, in ``__init__``: a `StreamState` (the
+rules for stdin, stdout and the transport's life, no I/O) and a pipes strategy that
+does the I/O (``_pipes.RawPipes`` on Linux and other POSIX systems, or
+``_portable.ProcessStreams`` on ``anyio.open_process``; see `_child.choose`). This
+module adds the argument checks, the write lock and guard, line framing, the exit and
+stderr watch, and the close escalation.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol, Self
 
 import anyio
 import anyio.lowlevel
@@ -22,52 +22,41 @@ import anyio.lowlevel
 from ._backend import DetachedTask
 from ._child import Child, choose
 from ._lifecycle import AsyncResource, closing_for_ctrl_c
+from ._pipes import RawPipes
+from ._portable import ProcessStreams
+from ._stream import Input, Life, Output, StreamState
 from .base import StderrCallback
-from .errors import InputBroken, InputClosed, ProcessExited, TransportError
+from .errors import ProcessExited, TransportError
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .stderr import StderrLines
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 1 << 20
+# The hot paths compare against these without an Enum class lookup.
+_OPEN, _DRAINED, _EOF = Input.OPEN, Output.DRAINED, Output.EOF
 # After the CLI exits, how long its stdout/stderr may stay open (held by a descendant
 # that inherited them) before we stop waiting for their EOF.
 ORPHANED_PIPE_GRACE = 0.5
 
 
-class Input(enum.Enum):
-    """The CLI's stdin, as we see it."""
+class Pipes(Protocol):
+    """What a pipes strategy does; it never sees the transport's state."""
 
-    OPEN = "open"
-    BROKEN = "broken"  # a write stopped part-way through a line: refuse later writes
-    ENDED = "ended"  # closed by end_input
-    CLOSED = "closed"  # closed by aclose
+    # Whether a cancelled `wait_writable` may have written part of its data.
+    cancel_may_cut: bool
 
-
-class Output(enum.Enum):
-    """The CLI's stdout, as we see it."""
-
-    READY = "ready"  # read it straight away
-    DRAINED = "drained"  # the last read was short: wait for readiness first
-    ORPHANED = "orphaned"  # the CLI exited but a descendant holds it: never wait again
-    EOF = "eof"
-
-
-class Life(enum.Enum):
-    NEW = "new"
-    RUNNING = "running"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-def start_error(program: str, exc: Exception) -> TransportError:
-    """What `start` raises when the child cannot be spawned."""
-    if isinstance(exc, OSError):
-        return TransportError(f"cannot start {program!r}: {exc}")
-    # Popen's ValueError (a NUL byte) or TypeError (a value that is not a string).
-    return TransportError(
-        f"cannot start {program!r}: bad argv, env or cwd: {type(exc).__name__}: {exc}"
-    )
+    async def spawn(
+        self, argv: list[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
+    ) -> Child: ...
+    def try_write(self, view: memoryview) -> int: ...
+    async def wait_writable(self, view: memoryview) -> int: ...
+    async def close_input(self) -> None: ...
+    def read_now(self) -> bytes | None: ...
+    def wait_readable(self) -> Awaitable[None]: ...
+    async def orphan_stdout(self) -> None: ...
+    async def read_stderr(self) -> bytes: ...
+    async def close(self, timeout: float) -> None: ...
+    def close_now(self) -> None: ...
 
 
 def _check_timeout(name: str, value: float) -> float:
@@ -87,27 +76,11 @@ class SubprocessTransport(AsyncResource):
     a voluntary exit.
 
     ``child`` (``"linux"``, ``"posix"`` or ``"portable"``; default: ``$CTLWIRE_CHILD``,
-    else the best the platform supports) chooses the implementation; see `_child`.
+    else the best the platform supports; see `_child`) chooses how the child is watched
+    and which pipes strategy talks to it; ``kind`` tells which was chosen.
     """
 
-    kind = "abstract"
     on_stderr: StderrCallback | None
-
-    def __new__(cls, *args: Any, child: str | None = None, **kwargs: Any) -> SubprocessTransport:
-        kind = choose(child)
-        implementation: type[SubprocessTransport] = cls
-        if cls is SubprocessTransport:
-            if kind == "portable":
-                from ._portable import PortableTransport
-
-                implementation = PortableTransport
-            else:
-                from ._pipes import PipeTransport
-
-                implementation = PipeTransport
-        instance = object.__new__(implementation)
-        instance.kind = kind
-        return instance
 
     def __init__(
         self,
@@ -142,12 +115,12 @@ class SubprocessTransport(AsyncResource):
         self.on_stderr = on_stderr
         self.close_timeout = _check_timeout("close_timeout", close_timeout)
         self.terminate_timeout = _check_timeout("terminate_timeout", terminate_timeout)
+        self.kind = choose(child)
+        self._pipes = _pipes_for(self.kind)
+        self._state = StreamState()
         self._framer = LineFramer(max_line_bytes)
         self._stderr = StderrLines(stderr_lines)
         self._child: Child | None = None
-        self._life = Life.NEW
-        self._input = Input.OPEN
-        self._output = Output.READY
         self._interrupted = False  # closed during a Ctrl-C: no voluntary exit wait
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._exited = anyio.Event()
@@ -156,50 +129,17 @@ class SubprocessTransport(AsyncResource):
         self._closed = anyio.Event()
         self._background = DetachedTask(self._watch, name=f"ctlwire stderr/exit {self.argv[0]}")
 
-    # -- what each implementation provides --------------------------------------------
-
-    async def _spawn(self) -> Child:
-        raise NotImplementedError
-
-    async def send(
-        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
-    ) -> bool:
-        raise NotImplementedError
-
-    async def receive_lines(self) -> list[bytes]:
-        raise NotImplementedError
-
-    async def _close_input(self, state: Input) -> None:
-        raise NotImplementedError
-
-    async def _read_stderr(self) -> None:
-        raise NotImplementedError
-
-    async def _orphan_stdout(self) -> None:
-        """The CLI exited, a descendant holds stdout open: make reads end at once."""
-        raise NotImplementedError
-
-    async def _release(self) -> None:
-        """Close every pipe; bounded, called shielded."""
-        raise NotImplementedError
-
-    def _release_now(self) -> None:
-        """Close every pipe without awaiting (the fallback when a cancel pierced aclose)."""
-        raise NotImplementedError
-
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         """Spawn the child. Raises `TransportError` if it cannot be started."""
-        if self._life is not Life.NEW:
-            raise RuntimeError("transport already started")
-        self._life = Life.RUNNING
-        self._child = await self._spawn()
+        self._state.start()
+        self._child = await self._pipes.spawn(self.argv, self.cwd, self.env)
         logger.debug("started %s as pid %d (%s)", self.argv, self._child.pid, self.kind)
         self._background.start()
 
     async def __aenter__(self) -> Self:
-        if self._life is not Life.NEW:
+        if self._state.life is not Life.NEW:
             raise RuntimeError("transport already started")  # and not ours to close
         try:
             await self.start()
@@ -207,11 +147,6 @@ class SubprocessTransport(AsyncResource):
             await self.aclose()  # a Ctrl-C or cancel right after the spawn: end it
             raise
         return self
-
-    @property
-    def _closing(self) -> bool:
-        """aclose has begun (tests/test_faults.py polls this private name)."""
-        return self._life is Life.CLOSING or self._life is Life.CLOSED
 
     @property
     def pid(self) -> int | None:
@@ -236,19 +171,134 @@ class SubprocessTransport(AsyncResource):
             await self._stderr_done.wait()
         return self.returncode
 
-    def _input_error(self) -> TransportError:
-        if self._input is Input.ENDED:
-            return InputClosed("cannot write: the CLI's stdin is already closed")
-        if self._input is Input.BROKEN:
-            return InputBroken(
-                "cannot write: the stream to the CLI is broken: an earlier write was"
-                " cancelled part-way through a line"
-            )
-        return TransportError("cannot write: the CLI's stdin is already closed")
+    # -- stdin ------------------------------------------------------------------------
+
+    async def send(
+        self, data: bytes | bytearray, *, guard: Callable[[], bool] | None = None
+    ) -> bool:
+        """When no other write is part-way through and the pipe has room, this writes at
+        once without taking the lock (and without a checkpoint)."""
+        lock = self._send_lock
+        try:
+            if lock.locked():
+                async with lock:
+                    return await self._write_all(memoryview(data), guard, False)
+            # Nothing below awaits before the lock is held, so lines cannot interleave.
+            if guard is not None and not self._ask(guard):
+                return False
+            view = memoryview(data)
+            rest = self._write_now(view)
+            if rest:
+                lock.acquire_nowait()
+                try:
+                    if len(rest) == len(view):  # nothing written yet: the guard still rules
+                        return await self._write_all(rest, guard, False, tried=True)
+                    return await self._write_all(rest, None, True, tried=True)
+                finally:
+                    lock.release()
+            return True
+        except BrokenPipeError:
+            await self.wait_exit(1.0)
+            raise self.exit_error("cannot write to the CLI's stdin") from None
+
+    def _ask(self, guard: Callable[[], bool]) -> bool:
+        """The guard's answer, asked only if a write could happen now."""
+        if self._state.input is not _OPEN:
+            raise self._state.write_error()
+        return guard()
+
+    def _write_now(self, view: memoryview) -> memoryview:
+        """Write what the pipe takes now; return what is left."""
+        if self._state.input is not _OPEN:
+            raise self._state.write_error()
+        try:
+            return view[self._pipes.try_write(view) :]
+        except anyio.ClosedResourceError:
+            raise TransportError("the CLI's stdin was closed while writing") from None
+
+    async def _write_all(
+        self,
+        view: memoryview,
+        guard: Callable[[], bool] | None,
+        started: bool,
+        tried: bool = False,
+    ) -> bool:
+        """Write all of ``view``, waiting for room; ``started``: part of the line is out;
+        ``tried``: the pipe just refused the first byte, so wait before asking again."""
+        while True:
+            if not tried:
+                if guard is not None and not self._ask(guard):
+                    return False
+                rest = self._write_now(view)
+                if not rest:
+                    return True
+                if len(rest) < len(view):
+                    started, guard = True, None
+                view = rest
+            tried = False
+            try:
+                written = await self._pipes.wait_writable(view)
+            except anyio.ClosedResourceError:
+                raise TransportError("the CLI's stdin was closed while writing") from None
+            except BrokenPipeError:
+                raise  # the CLI is gone: `send` says so
+            except BaseException as exc:
+                if (started or self._pipes.cancel_may_cut) and self._state.break_input():
+                    logger.debug("stdin broken mid-line by %r", exc)
+                raise
+            if written == len(view):
+                return True
 
     async def end_input(self) -> None:
         async with self._send_lock:
-            await self._close_input(Input.ENDED)
+            self._state.end_input()
+            await self._pipes.close_input()
+
+    # -- stdout -----------------------------------------------------------------------
+
+    async def receive_lines(self) -> list[bytes]:
+        state, pipes, framer = self._state, self._pipes, self._framer
+        waited = False
+        while True:
+            if framer.error is not None:
+                raise framer.error
+            output = state.output
+            if output is _EOF:
+                raise anyio.EndOfStream
+            if output is _DRAINED:
+                try:
+                    await pipes.wait_readable()
+                except anyio.ClosedResourceError:
+                    if not state.orphaned:
+                        raise TransportError("the transport was closed") from None
+                waited = True
+            data = pipes.read_now()
+            if data is None:
+                if state.would_block():
+                    continue
+                data = b""  # an orphaned stdout with nothing left: its end
+            elif data:
+                state.read(len(data))
+            if not data:
+                return self._last_lines()
+            lines = framer.feed(data)
+            if lines:
+                if not waited:
+                    # Data was ready without waiting: yield once anyway, so a flood cannot
+                    # starve handlers and consumers, without risking the lines just read.
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
+                return lines
+            await anyio.lowlevel.checkpoint()
+            waited = True
+
+    def _last_lines(self) -> list[bytes]:
+        """At stdout's EOF: the last line, if it had no newline; else `anyio.EndOfStream`."""
+        self._state.ended()
+        self._stdout_done.set()
+        lines = self._framer.end()
+        if lines:
+            return lines
+        raise anyio.EndOfStream
 
     # -- background: stderr and exit ----------------------------------------------------
 
@@ -265,26 +315,25 @@ class SubprocessTransport(AsyncResource):
                 await self._stderr_done.wait()
             if not self._stdout_done.is_set():
                 # A descendant still holds the pipes open: stop waiting for their EOF.
-                self._output = Output.ORPHANED
-                await self._orphan_stdout()
+                self._state.orphan()
+                await self._pipes.orphan_stdout()
             tg.cancel_scope.cancel()
 
-    def _last_lines(self) -> list[bytes]:
-        """At stdout's EOF: the last line, if it had no newline; else `anyio.EndOfStream`."""
-        self._output = Output.EOF
-        self._stdout_done.set()
-        lines = self._framer.end()
-        if lines:
-            return lines
-        raise anyio.EndOfStream
+    async def _read_stderr(self) -> None:
+        read, feed = self._pipes.read_stderr, self._stderr.feed
+        try:
+            while data := await read():
+                feed(data, self.on_stderr)
+        finally:
+            self._stderr.end(self.on_stderr)
+            self._stderr_done.set()
 
     # -- closing ----------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        if self._life is Life.CLOSING or self._life is Life.CLOSED:
+        if not self._state.begin_close():
             await self._closed.wait()
             return
-        self._life = Life.CLOSING
         # Closed as a Ctrl-C leaves an `async with` (ours or a wrapper's: a session, a
         # recorder): the CLI gets SIGTERM at once instead of time to exit on EOF.
         self._interrupted = closing_for_ctrl_c()
@@ -294,7 +343,7 @@ class SubprocessTransport(AsyncResource):
                     await self._stop_child()
                     self._background.cancel()
                     await self._background.wait()
-                    await self._release()
+                    await self._pipes.close(max(self.terminate_timeout, 1.0))
         finally:
             # Reached with the work above undone only if a raw asyncio cancel (or a
             # KeyboardInterrupt on trio) pierced the shield: fall back to blocking calls,
@@ -302,10 +351,10 @@ class SubprocessTransport(AsyncResource):
             if self._child is not None:
                 self._child.reap(force=True)
                 self._child.close()
-            self._release_now()
+            self._pipes.close_now()
             self._exited.set()
             self._stdout_done.set()
-            self._life = Life.CLOSED
+            self._state.closed()
             self._closed.set()
         await anyio.lowlevel.checkpoint_if_cancelled()
 
@@ -313,7 +362,8 @@ class SubprocessTransport(AsyncResource):
         child = self._child
         if child is None:
             return
-        await self._close_input(Input.CLOSED)
+        self._state.release_input()
+        await self._pipes.close_input()
         close_timeout = 0.0 if self._interrupted else self.close_timeout
         if not await self._drain_until_exit(close_timeout):
             logger.debug("pid %d did not exit after stdin EOF; sending SIGTERM", child.pid)
@@ -339,3 +389,8 @@ class SubprocessTransport(AsyncResource):
                 await self.receive_lines()
         except Exception:
             pass
+
+
+def _pipes_for(kind: str) -> Pipes:
+    """The pipes strategy for a child kind: raw fds, or anyio's process streams."""
+    return ProcessStreams() if kind == "portable" else RawPipes(kind)
