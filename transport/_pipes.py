@@ -16,6 +16,7 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 
+from . import _contain as contain
 from ._backend import ReadableWatch, Watch
 from ._child import Child
 from .errors import TransportError
@@ -51,7 +52,9 @@ class PipeTransport(SubprocessTransport):
 
             child_class = LinuxChild
         fds: list[int] = []
+        spawn = None
         try:
+            spawn = contain.prepare(self.argv, enabled=self.contain, cwd=self.cwd, env=self.env)
             stdin_r, stdin_w = os.pipe()
             fds += (stdin_r, stdin_w)
             stdout_r, stdout_w = os.pipe()
@@ -61,13 +64,14 @@ class PipeTransport(SubprocessTransport):
             self._read_size = child_class.tune_pipe(stdout_r)
             # fork/exec returns at once; nothing here waits for the child.
             popen = subprocess.Popen(  # noqa: ASYNC220
-                self.argv,
+                spawn.argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
                 cwd=self.cwd,
                 env=self.env,
                 close_fds=True,
+                pass_fds=spawn.pass_fds,
                 process_group=0,
             )
         except (OSError, ValueError, TypeError) as exc:
@@ -75,6 +79,8 @@ class PipeTransport(SubprocessTransport):
             # a string. Either way nothing was started, and the pipes must not leak.
             for fd in fds:
                 os.close(fd)
+            if spawn is not None:
+                spawn.failed()
             raise start_error(self.argv[0], exc) from exc
         for fd in (stdin_r, stdout_w, stderr_w):
             os.close(fd)
@@ -82,7 +88,7 @@ class PipeTransport(SubprocessTransport):
             os.set_blocking(fd, False)
         self._stdin, self._stdout, self._stderr_fd = stdin_w, stdout_r, stderr_r
         self._stdout_watch = ReadableWatch(stdout_r)
-        return child_class(popen)
+        return spawn.spawned(child_class(popen))
 
     # -- stdin ------------------------------------------------------------------------
 

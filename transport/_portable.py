@@ -14,6 +14,7 @@ from collections.abc import Callable
 import anyio
 import anyio.abc
 
+from . import _contain as contain
 from ._backend import current
 from ._child import Child
 from ._child_portable import PortableChild, spawn_options
@@ -34,21 +35,28 @@ class PortableTransport(SubprocessTransport):
     _cancel_breaks_input = True
 
     async def _spawn(self) -> Child:
+        spawn = None
         try:
+            spawn = contain.prepare(self.argv, enabled=self.contain, cwd=self.cwd, env=self.env)
+            options = spawn_options()
+            options["creationflags"] = options.get("creationflags", 0) | spawn.creationflags
             process = await anyio.open_process(
-                self.argv,
+                spawn.argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=self.cwd,
                 env=self.env,
-                **spawn_options(),
+                pass_fds=spawn.pass_fds,
+                **options,
             )
         except (OSError, ValueError, TypeError) as exc:
+            if spawn is not None:
+                spawn.failed()
             raise start_error(self.argv[0], exc) from exc
         self._process = process
         self._cancel_breaks_input = current().NAME != "asyncio"
-        return PortableChild(process)
+        return spawn.spawned(PortableChild(process))
 
     # -- stdin ------------------------------------------------------------------------
 

@@ -88,6 +88,8 @@ class SubprocessTransport(AsyncResource):
 
     ``child`` (``"linux"``, ``"posix"`` or ``"portable"``; default: ``$CTLWIRE_CHILD``,
     else the best the platform supports) chooses the implementation; see `_child`.
+    ``contain`` (default True) ends the CLI's whole tree with the session, descendants
+    that left its group and the case of this process dying included; see `_contain`.
     """
 
     kind = "abstract"
@@ -121,6 +123,7 @@ class SubprocessTransport(AsyncResource):
         terminate_timeout: float = 2.0,
         stderr_lines: int = 50,
         child: str | None = None,
+        contain: bool = True,
     ) -> None:
         if isinstance(argv, str | bytes):
             raise TypeError("argv must be a list of arguments, not a string")
@@ -140,6 +143,7 @@ class SubprocessTransport(AsyncResource):
         self.cwd = cwd
         self.env = dict(env) if env is not None else None
         self.on_stderr = on_stderr
+        self.contain = contain
         self.close_timeout = _check_timeout("close_timeout", close_timeout)
         self.terminate_timeout = _check_timeout("terminate_timeout", terminate_timeout)
         self._framer = LineFramer(max_line_bytes)
