@@ -78,6 +78,12 @@ def linux_lacks() -> str | None:
     return None
 
 
+def holds_whole_tree() -> bool:
+    """Whether the supervisor can find and safely signal every descendant here (Linux
+    with pidfds); elsewhere it runs in ``group`` mode, as on macOS."""
+    return sys.platform.startswith("linux") and hasattr(os, "pidfd_open")
+
+
 def supervisor_lacks() -> str | None:
     """Why no supervisor can run (None: it can)."""
     if not sys.executable or not os.access(sys.executable, os.X_OK):
@@ -178,16 +184,18 @@ class ContainedChild:
 
 def prepare(
     argv: Sequence[str],
-    *,
-    enabled: bool,
+    enabled: bool = True,
     cwd: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
-    grace: float = GRACE,
+    terminate_timeout: float = 2 * GRACE,
 ) -> Containment:
     """What to spawn for ``argv``, contained when ``enabled`` and the platform allows.
 
+    The supervisor ends what ignores SIGTERM within half of ``terminate_timeout`` (at
+    most `GRACE`), before the transport's own SIGKILL of the group can end it first.
     Raises the OSError a spawn would for a program that is missing or not executable.
     """
+    grace = min(GRACE, terminate_timeout / 2)
     plain = Containment(list(argv))
     if not enabled:
         return plain
@@ -207,15 +215,18 @@ def prepare(
             f"the supervisor cannot run: {problem}",
         )
         return plain
-    if sys.platform.startswith("linux"):
+    mode = "group"
+    if holds_whole_tree():
         problem = linux_lacks()
         if problem:
             warn("descendants that leave the CLI's process group are", problem)
+        else:
+            mode = "tree"
     unset = ",".join(name for name in INTERPRETER_SETS if name not in environ) or "-"
     supervisor_end, owner_end = os.pipe()
     contained = Containment(
         [sys.executable, "-I", "-S", SUPERVISOR, str(supervisor_end), str(os.getpid()),
-         f"{grace:.3f}", unset, "--", *plain.argv]
+         f"{grace:.3f}", unset, mode, "--", *plain.argv]
     )  # fmt: skip
     contained.pass_fds = (supervisor_end,)
     contained._owner_end = owner_end

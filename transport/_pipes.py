@@ -54,7 +54,9 @@ class PipeTransport(SubprocessTransport):
         fds: list[int] = []
         spawn = None
         try:
-            spawn = contain.prepare(self.argv, enabled=self.contain, cwd=self.cwd, env=self.env)
+            spawn = contain.prepare(
+                self.argv, self.contain, self.cwd, self.env, self.terminate_timeout
+            )
             stdin_r, stdin_w = os.pipe()
             fds += (stdin_r, stdin_w)
             stdout_r, stdout_w = os.pipe()

@@ -37,7 +37,9 @@ class PortableTransport(SubprocessTransport):
     async def _spawn(self) -> Child:
         spawn = None
         try:
-            spawn = contain.prepare(self.argv, enabled=self.contain, cwd=self.cwd, env=self.env)
+            spawn = contain.prepare(
+                self.argv, self.contain, self.cwd, self.env, self.terminate_timeout
+            )
             options = spawn_options()
             options["creationflags"] = options.get("creationflags", 0) | spawn.creationflags
             process = await anyio.open_process(

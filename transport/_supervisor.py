@@ -1,18 +1,20 @@
 """The containment supervisor: a tiny process between ctlwire and the CLI that ends its tree.
 
-Run by ``_contain`` as ``python -I -S _supervisor.py OWNER_FD OWNER_PID GRACE UNSET -- ARGV``
+Run by ``_contain`` as ``python -I -S _supervisor.py FD PID GRACE UNSET MODE -- ARGV``
 in the process group the transport made. It imports only the standard library (a fresh
 interpreter starts in ~10 ms) and never touches the CLI's bytes: stdin, stdout and
-stderr pass straight to the CLI, which it forks and execs. On Linux it is a child
-subreaper, so descendants that leave the group or session (double fork, ``setsid``)
-are re-parented to it, and it has a parent-death signal. It ends every descendant,
-SIGTERM first and SIGKILL after ``GRACE`` seconds, when the CLI exits, when it gets
-SIGTERM, or when the owner is gone (EOF on ``OWNER_FD``, whose write end only the owner
-holds, or the parent-death signal); then it exits as the CLI did (code or signal).
-Only processes found as its descendants in ``/proc`` are ever signalled, each through a
-pidfd opened before its parentage is checked again, so a reused pid is never hit.
-Without ``/proc`` or ``prctl`` (macOS, the BSDs) it still ends the CLI's process group
-when the owner dies; the transport ends the group on every other path.
+stderr pass straight to the CLI, which it forks and execs, and it keeps no copy of them.
+In ``tree`` mode (Linux, with ``/proc`` and pidfds) it is a child subreaper, so
+descendants that leave the group or session (double fork, ``setsid``) are re-parented
+to it, and it has a parent-death signal. It ends every descendant, SIGTERM first and
+SIGKILL after ``GRACE`` seconds, when the CLI exits, when it gets SIGTERM, or when the
+owner ``PID`` is gone (EOF on ``FD``, whose write end only the owner holds, or the
+parent-death signal); then it exits as the CLI did (code or signal). Only processes
+found as its descendants in ``/proc`` are ever signalled, each through a pidfd opened
+before its parentage is checked again, so a reused pid is never hit. In ``group`` mode
+(macOS, the BSDs: no ``/proc``, no ``prctl``) it ends the CLI's process group when the
+owner dies; the transport ends the group on every other path. UNSET: variables this
+interpreter's start set (locale coercion) that the CLI must not get.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def descendants(root: int) -> set[int]:
 class Supervisor:
     """The CLI, its exit status, and the end of its tree."""
 
-    def __init__(self, owner_fd: int, owner_pid: int, grace: float) -> None:
+    def __init__(self, owner_fd: int, owner_pid: int, grace: float, tree: bool) -> None:
         self.owner_fd = owner_fd
         self.owner_pid = owner_pid
         self.grace = grace
@@ -89,7 +91,7 @@ class Supervisor:
         self.status: int | None = None  # the CLI's wait status, once reaped
         self.stopping = False
         self.owner_gone = False
-        self.linux = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+        self.tree = tree
         self.wake_r, wake_w = os.pipe()
         for fd in (self.wake_r, wake_w):
             os.set_blocking(fd, False)
@@ -100,7 +102,7 @@ class Supervisor:
 
     def contain(self) -> None:
         """Subreaper and parent-death signal (Linux); the owner may already be gone."""
-        if self.linux:
+        if self.tree:
             prctl(PR_SET_CHILD_SUBREAPER, 1)
             prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != self.owner_pid:
@@ -176,7 +178,7 @@ class Supervisor:
 
     def end_tree(self) -> None:
         """SIGTERM every descendant, SIGKILL what is left after the grace, reap them."""
-        if not self.linux:
+        if not self.tree:
             self.end_group()
             return
         termed: set[int] = set()
@@ -263,14 +265,14 @@ def descends(pid: int, ancestor: int) -> bool:
 
 
 def main(args: list[str]) -> None:
-    owner_fd, owner_pid, grace = int(args[0]), int(args[1]), float(args[2])
+    owner_fd, owner_pid, grace, tree = int(args[0]), int(args[1]), float(args[2]), args[4]
     os.set_inheritable(owner_fd, False)
     for name in args[3].split(",") if args[3] != "-" else ():
         os.environ.pop(name, None)  # set by this interpreter's start (locale coercion)
-    supervisor = Supervisor(owner_fd, owner_pid, grace)
+    supervisor = Supervisor(owner_fd, owner_pid, grace, tree == "tree")
     supervisor.contain()
     if not supervisor.stopping:
-        supervisor.spawn(args[5:])
+        supervisor.spawn(args[6:])
     supervisor.run()
     supervisor.exit()
 
