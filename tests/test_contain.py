@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -295,3 +296,32 @@ async def test_the_supervisor_holds_none_of_the_pipes(kind: str) -> None:
             with pytest.raises(anyio.EndOfStream):
                 await t.receive_lines()
         assert t.returncode is None
+
+
+# -- everything else ctlwire starts ------------------------------------------------------
+
+
+def test_record_ends_the_cli_tree_when_the_proxy_is_killed(tmp_path: Path) -> None:
+    token = new_token()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "ctlwire", "record", "--log", str(tmp_path / "log.jsonl"),
+         "--", *tree_argv(token, "stay")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proxy.stdout is not None
+        assert b"tree_ready" in proxy.stdout.readline()
+        assert len(running_with(token)) == TREE_SIZE + 1  # and the proxy
+        proxy.kill()
+        proxy.wait(timeout=10)
+        deadline = time.monotonic() + WITHIN
+        while running_with(token) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        left = running_with(token)
+        kill_all(left)
+        assert len(left) <= escapes(), f"survivors of the tree: {left}"
+    finally:
+        if proxy.poll() is None:
+            proxy.kill()
+        proxy.communicate()

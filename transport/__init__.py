@@ -9,6 +9,8 @@ the backend seam that lets the layers above run background tasks on asyncio or t
 """
 
 from ._backend import DetachedTask, TaskPool, being_cancelled
+from ._contain import Containment, ContainmentWarning
+from ._contain import prepare as contain
 from ._lifecycle import AsyncResource
 from .base import StderrCallback, Transport
 from .errors import (
@@ -27,6 +29,8 @@ from .subprocess import SubprocessTransport
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "AsyncResource",
+    "Containment",
+    "ContainmentWarning",
     "CtlwireError",
     "DetachedTask",
     "InputBroken",
@@ -43,5 +47,6 @@ __all__ = [
     "Transport",
     "TransportError",
     "being_cancelled",
+    "contain",
     "memory_transport_pair",
 ]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._child import Child, ChildState
+from .errors import CtlwireError
 
 if TYPE_CHECKING:
     from ._job import JobContainment
@@ -38,7 +39,7 @@ GRACE = 1.0
 INTERPRETER_SETS = ("LC_CTYPE",)
 
 
-class ContainmentWarning(UserWarning):
+class ContainmentWarning(CtlwireError, UserWarning):
     """Containment could not be set up: the session runs, part of its tree is not held."""
 
 
@@ -94,7 +95,7 @@ def supervisor_lacks() -> str | None:
 
 
 def warn(what: str, why: str) -> None:
-    warnings.warn(f"ctlwire: {what} not contained: {why}", ContainmentWarning, stacklevel=4)
+    warnings.warn(f"ctlwire: {what} not contained: {why}", ContainmentWarning, stacklevel=5)
 
 
 class Containment:
@@ -107,15 +108,19 @@ class Containment:
         self._owner_end: int | None = None
         self._job: JobContainment | None = None
 
-    def spawned(self, child: Child) -> Child:
-        """The process exists: finish the set-up; the returned child releases it all."""
+    def started(self, pid: int) -> None:
+        """The process ``pid`` exists: finish the set-up (call `release` after its end)."""
         for fd in self.pass_fds:
             os.close(fd)  # the supervisor's end: it has its own copy now
         self.pass_fds = ()
         if self._job is not None:
-            problem = self._job.adopt(child.pid)
+            problem = self._job.adopt(pid)
             if problem:
                 warn("the CLI's process tree is", problem)
+
+    def spawned(self, child: Child) -> Child:
+        """`started`, for a transport's child: the returned child releases it on close."""
+        self.started(child.pid)
         if self._owner_end is None and self._job is None:
             return child
         return ContainedChild(child, self)
