@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
+# Run as a top-level module from its folder (put last on sys.path, after the standard
+# library): imported, it loads from its cached bytecode instead of being compiled.
+RUN_SUPERVISOR = "import sys; sys.path.append(sys.argv.pop(1)); import _supervisor as s; s.main()"
 # How long the supervisor gives descendants between SIGTERM and SIGKILL (at most).
 GRACE = 1.0
 # Set by a Python interpreter's own start (locale coercion), never wanted by the CLI.
@@ -230,7 +233,8 @@ def prepare(
     unset = ",".join(name for name in INTERPRETER_SETS if name not in environ) or "-"
     supervisor_end, owner_end = os.pipe()
     contained = Containment(
-        [sys.executable, "-I", "-S", SUPERVISOR, str(supervisor_end), str(os.getpid()),
+        [sys.executable, "-I", "-S", "-c", RUN_SUPERVISOR, os.path.dirname(SUPERVISOR),
+         str(supervisor_end), str(os.getpid()),
          f"{grace:.3f}", unset, mode, "--", *plain.argv]
     )  # fmt: skip
     contained.pass_fds = (supervisor_end,)

@@ -1,29 +1,34 @@
 """The containment supervisor: a tiny process between ctlwire and the CLI that ends its tree.
 
-Run by ``_contain`` as ``python -I -S _supervisor.py FD PID GRACE UNSET MODE -- ARGV``
-in the process group the transport made. It imports only the standard library (a fresh
-interpreter starts in ~10 ms) and never touches the CLI's bytes: stdin, stdout and
-stderr pass straight to the CLI, which it forks and execs, and it keeps no copy of them.
-In ``tree`` mode (Linux, with ``/proc`` and pidfds) it is a child subreaper, so
-descendants that leave the group or session (double fork, ``setsid``) are re-parented
-to it, and it has a parent-death signal. It ends every descendant, SIGTERM first and
-SIGKILL after ``GRACE`` seconds, when the CLI exits, when it gets SIGTERM, or when the
-owner ``PID`` is gone (EOF on ``FD``, whose write end only the owner holds, or the
-parent-death signal); then it exits as the CLI did (code or signal). Only processes
-found as its descendants in ``/proc`` are ever signalled, each through a pidfd opened
-before its parentage is checked again, so a reused pid is never hit. In ``group`` mode
-(macOS, the BSDs: no ``/proc``, no ``prctl``) it ends the CLI's process group when the
-owner dies; the transport ends the group on every other path. UNSET: variables this
-interpreter's start set (locale coercion) that the CLI must not get.
+Run by ``_contain`` (``python -I -S _supervisor.py FD PID GRACE UNSET MODE -- ARGV``, or
+imported from its cached bytecode) in the process group the transport made. It imports
+only the standard library (a fresh interpreter starts in ~10 ms) and never touches the
+CLI's bytes: stdin, stdout and stderr pass straight to the CLI, which it forks and
+execs, and it keeps no copy of them. In ``tree`` mode (Linux, with ``/proc`` and
+pidfds) it is a child subreaper, so descendants that leave the group or session (double
+fork, ``setsid``) are re-parented to it, and it has a parent-death signal. It ends
+every descendant, SIGTERM first and SIGKILL after ``GRACE`` seconds, when the CLI exits,
+when it gets SIGTERM, or when the owner ``PID`` is gone (EOF on ``FD``, whose write end
+only the owner holds, or the parent-death signal); then it exits as the CLI did (code or
+signal). Only processes found as its descendants in ``/proc`` are ever signalled, each
+through a pidfd opened before its parentage is checked again, so a reused pid is never
+hit. In ``group`` mode (macOS, the BSDs: no ``/proc``, no ``prctl``) it ends the CLI's
+process group when the owner dies; the transport ends the group on every other path.
+UNSET: variables this interpreter's start set (locale coercion) that the CLI must not get.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import signal
 import sys
 import time
+
+TYPE_CHECKING = False  # ``typing`` would cost an import
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # the C module: ``signal`` would import enum, ~3 ms more
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -183,22 +188,19 @@ class Supervisor:
             return
         termed: set[int] = set()
         deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline:
-            found = descendants(self.me)
+        found = descendants(self.me)
+        while found and time.monotonic() < deadline:
             for pid in found - termed:
                 send(pid, signal.SIGTERM, self.me)
             termed |= found
-            if not found:
-                break
             self.pause()
-        deadline = time.monotonic() + KILL_WAIT
-        while time.monotonic() < deadline:
             found = descendants(self.me)
-            if not found:
-                break
+        deadline = time.monotonic() + KILL_WAIT
+        while found and time.monotonic() < deadline:
             for pid in found:
                 send(pid, signal.SIGKILL, self.me)
             self.pause()
+            found = descendants(self.me)
         self.reap()
 
     def end_group(self) -> None:
@@ -264,7 +266,8 @@ def descends(pid: int, ancestor: int) -> bool:
     return False
 
 
-def main(args: list[str]) -> None:
+def main() -> None:
+    args = sys.argv[1:]
     owner_fd, owner_pid, grace, tree = int(args[0]), int(args[1]), float(args[2]), args[4]
     os.set_inheritable(owner_fd, False)
     for name in args[3].split(",") if args[3] != "-" else ():
@@ -278,4 +281,4 @@ def main(args: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()
