@@ -27,15 +27,10 @@ from typing import Any
 
 import anyio
 
+from bench.__main__ import USER, proc_status
 from ctlwire import ControlSession, SubprocessTransport
 
 TINY_CLI = Path(__file__).with_name("tiny_cli.py")
-USER = {
-    "type": "user",
-    "message": {"role": "user", "content": "go"},
-    "parent_tool_use_id": None,
-    "session_id": "default",
-}
 CONTENDERS = ("contained", "contain=False", "official query()")
 
 
@@ -92,25 +87,13 @@ async def official_session(cli: str) -> None:
             pass
 
 
-def children() -> list[int]:
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if stat.rsplit(")", 1)[1].split()[1] == me:
-                found.append(int(entry))
-    return found
-
-
-def peak_rss() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+def children_left() -> int:
+    """1 if this process has any child left (running, or a zombie, reaped here), else 0."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return 0
+    return 1
 
 
 def many(contender: str, cli: str, n: int) -> dict[str, Any]:
@@ -130,9 +113,9 @@ def many(contender: str, cli: str, n: int) -> dict[str, Any]:
     wall = time.perf_counter() - started
     return {
         "wall": wall,
-        "rss": peak_rss(),
+        "rss": proc_status("VmHWM"),
         "fds_left": len(os.listdir("/proc/self/fd")) - fds,
-        "children_left": len(children()),
+        "children_left": children_left(),
     }
 
 

@@ -325,3 +325,15 @@ def test_record_ends_the_cli_tree_when_the_proxy_is_killed(tmp_path: Path) -> No
         if proxy.poll() is None:
             proxy.kill()
         proxy.communicate()
+
+
+async def test_the_cli_gets_the_environment_it_was_given(kind: str) -> None:
+    """Not what the supervisor's own interpreter added to it (locale coercion sets
+    LC_CTYPE under a C locale), nor less."""
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "", "LANG": "C", "X": "1"}
+    async with SubprocessTransport(["env"], env=env) as t:
+        lines = await t.receive_lines()
+        with contextlib.suppress(anyio.EndOfStream):
+            while True:
+                lines += await t.receive_lines()
+    assert dict(line.decode().split("=", 1) for line in lines) == env
