@@ -301,7 +301,10 @@ async def test_the_supervisor_holds_none_of_the_pipes(kind: str) -> None:
 # -- everything else ctlwire starts ------------------------------------------------------
 
 
-def test_record_ends_the_cli_tree_when_the_proxy_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
+def test_record_ends_the_cli_tree_with_the_proxy(tmp_path: Path, how: signal.Signals) -> None:
+    """Killed, the proxy leaves nothing; Ctrl-C reaches the CLI (through the proxy and
+    the supervisor), which dies of it, as the proxy's exit code says."""
     token = new_token()
     proxy = subprocess.Popen(
         [sys.executable, "-m", "ctlwire", "record", "--log", str(tmp_path / "log.jsonl"),
@@ -313,8 +316,9 @@ def test_record_ends_the_cli_tree_when_the_proxy_is_killed(tmp_path: Path) -> No
         assert proxy.stdout is not None
         assert b"tree_ready" in proxy.stdout.readline()
         assert len(running_with(token)) == TREE_SIZE + 1  # and the proxy
-        proxy.kill()
-        proxy.wait(timeout=10)
+        proxy.send_signal(how)
+        code = proxy.wait(timeout=10)
+        assert code == (-signal.SIGKILL if how == signal.SIGKILL else 128 + signal.SIGINT)
         deadline = time.monotonic() + WITHIN
         while running_with(token) and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -204,8 +204,9 @@ class Supervisor:
         self.reap()
 
     def end_group(self) -> None:
-        """Without /proc: the CLI, and the whole group if the owner is gone (us too)."""
-        group = self.owner_gone
+        """Without /proc: the CLI, and the whole group if the owner is gone (us too),
+        but only a group of our own: never one we merely joined."""
+        group = self.owner_gone and os.getpgid(0) == self.me
         if group:
             os.killpg(0, signal.SIGTERM)
         elif self.status is None:
