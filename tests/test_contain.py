@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -205,6 +206,89 @@ async def test_ctrl_c_of_the_owner_ends_the_tree(kind: str, anyio_backend: str) 
 
 async def test_sigkill_of_the_owner_ends_the_tree(kind: str, anyio_backend: str) -> None:
     await end_owner(anyio_backend, signal.SIGKILL)
+
+
+FORKS = """
+import os, sys, time, anyio
+from ctlwire.transport import SubprocessTransport
+
+async def main():
+    argv = [sys.executable, sys.argv[2], sys.argv[3], "stay"]
+    async with SubprocessTransport(argv) as t:
+        await t.receive_lines()
+        forked = os.fork()  # as multiprocessing's fork start method does
+        if forked == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(forked, flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main, backend=sys.argv[1])
+"""
+
+
+async def test_a_forked_child_of_the_owner_does_not_keep_the_tree(
+    kind: str, anyio_backend: str
+) -> None:
+    """A child forked without exec inherits the owner's end of the pipe; it must let go,
+    or the supervisor would wait for it before seeing the owner's death."""
+    token = new_token()
+    owner = subprocess.Popen(  # noqa: ASYNC220 - an owner we must be able to kill
+        [sys.executable, "-c", FORKS, anyio_backend, str(TREE_CLI), token],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    forked = 0
+    try:
+        assert owner.stdout is not None
+        forked = int(owner.stdout.readline())
+        owner.kill()
+        owner.wait()
+        left = await left_after(token, allowed=1 + escapes())
+        assert forked in left
+        assert len(left) <= 1 + escapes(), f"survivors of the tree: {left}"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        kill_all(running_with(token))
+
+
+def test_the_tree_outlives_the_thread_that_started_it() -> None:
+    """trio starts processes from worker threads that exit when idle: the end of the
+    spawning thread is not the end of the owner (no parent-death signal)."""
+    spawn = contain.prepare(ECHO)
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        process = subprocess.Popen(
+            spawn.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=spawn.pass_fds,
+            process_group=0,
+        )
+        spawn.started(process.pid)
+        started.append(process)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(b"up\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == b"up\n"  # the supervisor runs the CLI
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    (process,) = started
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(b"still there\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == b"still there\n"
+    finally:
+        process.stdin.close()
+        assert process.wait(timeout=10) == 0
+        process.stdout.close()
+        spawn.release()
 
 
 # -- group mode, opting out, and what cannot be set up ----------------------------------

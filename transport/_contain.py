@@ -13,6 +13,7 @@ If containment cannot be set up the session still starts, with one
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -97,6 +98,22 @@ def supervisor_lacks() -> str | None:
     return None
 
 
+_owner_ends: set[int] = set()  # the write ends this process holds, one per supervisor
+
+
+def _forget_owner_ends() -> None:
+    """In a child forked without exec (multiprocessing's fork): it is not the owner, and
+    must not keep a supervisor waiting for EOF after the owner dies."""
+    for fd in _owner_ends:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _owner_ends.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_owner_ends)
+
+
 def warn(what: str, why: str) -> None:
     warnings.warn(f"ctlwire: {what} not contained: {why}", ContainmentWarning, stacklevel=5)
 
@@ -139,6 +156,7 @@ class Containment:
         """Drop the owner's hold; the supervisor or the job ends whatever is left."""
         fd, self._owner_end = self._owner_end, None
         if fd is not None:
+            _owner_ends.discard(fd)
             os.close(fd)
         job, self._job = self._job, None
         if job is not None:
@@ -239,4 +257,5 @@ def prepare(
     )  # fmt: skip
     contained.pass_fds = (supervisor_end,)
     contained._owner_end = owner_end
+    _owner_ends.add(owner_end)
     return contained

@@ -6,15 +6,15 @@ only the standard library (a fresh interpreter starts in ~10 ms) and never touch
 CLI's bytes: stdin, stdout and stderr pass straight to the CLI, which it forks and
 execs, and it keeps no copy of them. In ``tree`` mode (Linux, with ``/proc`` and
 pidfds) it is a child subreaper, so descendants that leave the group or session (double
-fork, ``setsid``) are re-parented to it, and it has a parent-death signal. It ends
-every descendant, SIGTERM first and SIGKILL after ``GRACE`` seconds, when the CLI exits,
-when it gets SIGTERM, or when the owner ``PID`` is gone (EOF on ``FD``, whose write end
-only the owner holds, or the parent-death signal); then it exits as the CLI did (code or
-signal). Only processes found as its descendants in ``/proc`` are ever signalled, each
-through a pidfd opened before its parentage is checked again, so a reused pid is never
-hit. In ``group`` mode (macOS, the BSDs: no ``/proc``, no ``prctl``) it ends the CLI's
-process group when the owner dies; the transport ends the group on every other path.
-UNSET: variables this interpreter's start set (locale coercion) that the CLI must not get.
+fork, ``setsid``) are re-parented to it. It ends every descendant, SIGTERM first and
+SIGKILL after ``GRACE`` seconds, when the CLI exits, when it gets SIGTERM, or when the
+owner ``PID`` is gone (EOF on ``FD``, whose write end only the owner holds); then it
+exits as the CLI did (code or signal). Only processes found as its descendants in
+``/proc`` are ever signalled, each through a pidfd opened before its parentage is
+checked again, so a reused pid is never hit. In ``group`` mode (macOS, the BSDs: no
+``/proc``, no ``prctl``) it ends the CLI's process group when the owner dies; the
+transport ends the group on every other path. UNSET: variables this interpreter's start
+set (locale coercion) that the CLI must not get.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 else:
     import _signal as signal  # the C module: ``signal`` would import enum, ~3 ms more
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 # Passed on to the CLI; SIGTERM means "end the tree", SIGCHLD means "reap".
 FORWARDED = ("SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
@@ -106,12 +105,12 @@ class Supervisor:
                 signal.signal(getattr(signal, name), lambda *_: None)  # wakeup fd tells
 
     def contain(self) -> None:
-        """Subreaper and parent-death signal (Linux); the owner may already be gone."""
+        """Become a subreaper (tree mode). No parent-death signal: it would fire when the
+        spawning *thread* exits, and trio spawns from worker threads that idle out."""
         if self.tree:
             prctl(PR_SET_CHILD_SUBREAPER, 1)
-            prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != self.owner_pid:
-            self.stopping = self.owner_gone = True  # it died before the signal was set
+            self.stopping = self.owner_gone = True  # gone already: we were re-parented
 
     def spawn(self, argv: list[str]) -> None:
         """Fork and exec the CLI in our group; exit 127 with a message if exec fails."""
