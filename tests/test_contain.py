@@ -351,9 +351,10 @@ async def test_no_interpreter_for_the_supervisor_still_starts(
 
 async def test_exit_code_and_signal_pass_through(kind: str) -> None:
     code = "import os, signal, sys; sys.stdin.read(); os.kill(os.getpid(), int(sys.argv[1]))"
-    async with SubprocessTransport([sys.executable, "-c", code, str(signal.SIGUSR2)]) as t:
-        pass
-    assert t.returncode == -signal.SIGUSR2
+    for sig in (signal.SIGUSR2, signal.SIGKILL):
+        async with SubprocessTransport([sys.executable, "-c", code, str(sig)]) as t:
+            pass
+        assert t.returncode == -sig
     async with SubprocessTransport([sys.executable, "-c", "import sys; sys.exit(3)"]) as t:
         pass
     assert t.returncode == 3

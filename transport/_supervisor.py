@@ -168,15 +168,16 @@ class Supervisor:
                 os.kill(self.cli, number)  # our unreaped child: its pid is still its own
         self.reap()
 
-    def reap(self) -> None:
-        """Collect every exited child (the CLI and the orphans re-parented to us)."""
+    def reap(self) -> bool:
+        """Collect every exited child (the CLI and the orphans re-parented to us);
+        whether any child is left."""
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return False
             if pid == 0:
-                return
+                return True
             if pid == self.cli:
                 self.status = status
 
@@ -187,7 +188,8 @@ class Supervisor:
             return
         termed: set[int] = set()
         deadline = time.monotonic() + self.grace
-        found = descendants(self.me)
+        # A subreaper with no child has no descendant: an orphan would be our child.
+        found = descendants(self.me) if self.reap() else set()
         while found and time.monotonic() < deadline:
             for pid in found - termed:
                 send(pid, signal.SIGTERM, self.me)
@@ -232,8 +234,15 @@ class Supervisor:
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             signal.set_wakeup_fd(-1)
-            signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            try:
+                import resource  # no core file of ours for the CLI's crash
+
+                resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            except (ImportError, OSError, ValueError):
+                pass
+            if sig != signal.SIGKILL:  # the one signal whose handler cannot be set
+                signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
             os.kill(self.me, sig)
             os._exit(128 + sig)
         os._exit(os.waitstatus_to_exitcode(status))
