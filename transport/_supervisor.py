@@ -12,9 +12,9 @@ owner ``PID`` is gone (EOF on ``FD``, whose write end only the owner holds); the
 exits as the CLI did (code or signal). Only processes found as its descendants in
 ``/proc`` are ever signalled, each through a pidfd opened before its parentage is
 checked again, so a reused pid is never hit. In ``group`` mode (macOS, the BSDs: no
-``/proc``, no ``prctl``) it ends the CLI's process group when the owner dies; the
-transport ends the group on every other path. UNSET: variables this interpreter's start
-set (locale coercion) that the CLI must not get.
+``/proc``, no ``prctl``) the CLI runs in a process group of its own, which it ends on
+the same occasions (descendants that left that group escape). UNSET: variables this
+interpreter's start set (locale coercion) that the CLI must not get.
 """
 
 from __future__ import annotations
@@ -94,7 +94,6 @@ class Supervisor:
         self.cli = 0
         self.status: int | None = None  # the CLI's wait status, once reaped
         self.stopping = False
-        self.owner_gone = False
         self.tree = tree
         self.wake_r, wake_w = os.pipe()
         for fd in (self.wake_r, wake_w):
@@ -110,7 +109,7 @@ class Supervisor:
         if self.tree:
             prctl(PR_SET_CHILD_SUBREAPER, 1)
         if os.getppid() != self.owner_pid:
-            self.stopping = self.owner_gone = True  # gone already: we were re-parented
+            self.stopping = True  # gone already: we were re-parented
 
     def spawn(self, argv: list[str]) -> None:
         """Fork and exec the CLI in our group; exit 127 with a message if exec fails."""
@@ -118,6 +117,8 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             try:
+                if not self.tree:
+                    os.setpgid(0, 0)  # a group of its own, which we can end without us
                 os.close(err_r)
                 signal.set_wakeup_fd(-1)
                 for name in RESTORED:
@@ -130,6 +131,11 @@ class Supervisor:
                 os._exit(127)
         os.close(err_w)
         self.cli = pid
+        if not self.tree:
+            try:  # noqa: SIM105 - contextlib costs 3 ms of start
+                os.setpgid(pid, pid)  # also here: whichever side runs first
+            except OSError:
+                pass
         with os.fdopen(err_r, "rb") as f:
             failed = f.read()
         if failed:
@@ -150,7 +156,7 @@ class Supervisor:
         while self.status is None and not self.stopping:
             ready, _, _ = select.select(watched, [], [])
             if self.owner_fd in ready and not os.read(self.owner_fd, 1):
-                self.stopping = self.owner_gone = True  # EOF: the owner is gone
+                self.stopping = True  # EOF: the owner is gone
                 watched.remove(self.owner_fd)
             if self.wake_r in ready:
                 self.handle_signals()
@@ -180,6 +186,10 @@ class Supervisor:
                 return True
             if pid == self.cli:
                 self.status = status
+                if not self.tree:
+                    # Reaped just now: end the group's leftovers before its id can be
+                    # reused (no pid is reused while a group with that id has members).
+                    killpg(self.cli, signal.SIGKILL)
 
     def end_tree(self) -> None:
         """SIGTERM every descendant, SIGKILL what is left after the grace, reap them."""
@@ -205,22 +215,19 @@ class Supervisor:
         self.reap()
 
     def end_group(self) -> None:
-        """Without /proc: the CLI, and the whole group if the owner is gone (us too),
-        but only a group of our own: never one we merely joined."""
-        group = self.owner_gone and os.getpgid(0) == self.me
-        if group:
-            os.killpg(0, signal.SIGTERM)
-        elif self.status is None:
-            os.kill(self.cli, signal.SIGTERM)
+        """Without /proc: the CLI's own process group, SIGTERM, the grace, SIGKILL; its
+        leftovers get SIGKILL as the CLI is reaped (`reap`)."""
+        if self.status is not None or self.cli == 0:
+            return
+        killpg(self.cli, signal.SIGTERM)  # not reaped: the group id is still the CLI's
         deadline = time.monotonic() + self.grace
         while self.status is None and time.monotonic() < deadline:
             self.pause()
-        if group:
-            os.killpg(0, signal.SIGKILL)
         if self.status is None:
-            os.kill(self.cli, signal.SIGKILL)
-            os.waitpid(self.cli, 0)  # SIGKILL: short; the status no longer matters
-        self.reap()
+            killpg(self.cli, signal.SIGKILL)
+        deadline = time.monotonic() + KILL_WAIT
+        while self.status is None and time.monotonic() < deadline:
+            self.pause()
 
     def pause(self) -> None:
         select.select([self.wake_r], [], [], POLL)
@@ -246,6 +253,13 @@ class Supervisor:
             os.kill(self.me, sig)
             os._exit(128 + sig)
         os._exit(os.waitstatus_to_exitcode(status))
+
+
+def killpg(group: int, sig: int) -> None:
+    try:  # noqa: SIM105 - contextlib costs 3 ms of start
+        os.killpg(group, sig)
+    except OSError:
+        pass  # empty already
 
 
 def send(pid: int, sig: int, ancestor: int) -> None:
