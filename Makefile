@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # renamed or deleted would live on in every later install without this.
 INSTALL := rm -rf build/lib build/bdist.* && $(BIN)/python -m pip install -q
 
-.PHONY: replay test lint typecheck pytest bench clean ts-sdk sdk-latest
+.PHONY: replay test lint typecheck pytest bench clean ts-sdk sdk-latest scoreboard
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,9 +46,10 @@ $(SDK_LATEST_STAMP): $(STAMP)
 
 sdk-latest: $(SDK_LATEST_STAMP)
 
-# The main job: replay every session log that ships with the package.
+# The main job: install ctlwire with trio (as .venv/bin/ctlwire) and replay every session
+# log that ships with the package.
 replay: $(BIN)/python
-	$(INSTALL) .
+	$(INSTALL) ".[trio]"
 	$(BIN)/ctlwire replay
 
 # The whole test suite: lint, formatting, strict types, then pytest.
@@ -77,6 +78,14 @@ pytest: $(STAMP) $(TS_STAMP) $(SDK_LATEST_STAMP)
 	$(PYTEST)
 	CTLWIRE_STRIPPED=1 PYTHONPATH="$(CURDIR)/tests/macos_stripped$${PYTHONPATH:+:$$PYTHONPATH}" \
 		$(PYTEST)
+
+# The README's SDK scoreboard: every shipped conformance driver's table (exit 1 from a
+# driver's failures is its score; exit 2, cannot run, stops the target).
+SCOREBOARD_SDKS := ctlwire ctlwire-trio python python-latest typescript
+scoreboard: $(STAMP) $(TS_STAMP) $(SDK_LATEST_STAMP)
+	$(INSTALL) --no-deps --force-reinstall .
+	for sdk in $(SCOREBOARD_SDKS); do \
+		$(BIN)/ctlwire conform --sdk $$sdk || [ $$? -eq 1 ] || exit 2; echo; done
 
 bench: $(STAMP)
 	$(BIN)/python -m bench --json bench-results.json

@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from bench import sdk_swap
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext
 from ctlwire.transport import SubprocessTransport
 
@@ -384,6 +385,19 @@ def main() -> None:
             rate["reference"],
             rate["limit"],
             target=target,
+        )
+    for backend in ("asyncio", "trio"):
+        # The official SDK's query(): CtlwireTransport in the ctlwire column, its own in
+        # the reference column; its dispatcher and parser bound both.
+        rate = sdk_swap.figures(
+            measure(sdk_swap.contenders(cli, args.flood, backend), args.rounds), args.flood
+        )
+        row(
+            f"SDK query() flood msgs/s ({backend})",
+            "msgs/s",
+            rate["ctlwire"],
+            rate["reference"],
+            target="no loss",
         )
     for backend, placement in (("asyncio", "one CPU"), ("trio", "one CPU"), ("asyncio", "free")):
         runs = contenders(cli, "hooks", args.hooks, backend)

@@ -2,7 +2,7 @@
 (``BENCH_MODE``, ``BENCH_N``), since the reference SDK only takes a CLI path.
 
 - flood: answer initialize; on the user message write N assistant frames (~300 bytes),
-  prepared in advance, then a result.
+  prepared in advance, then a result. sdkflood: the same, each frame naming a model.
 - hooks: answer initialize; on the user message send N hook_callback requests one at a
   time, each waiting for its answer; then a result.
 - storm: answer initialize; on the user message send N hook_callback requests at once,
@@ -58,16 +58,24 @@ def hook(i: int) -> bytes:
     )
 
 
-RESULT = b'{"type":"result","subtype":"success","is_error":false,"session_id":"bench"}\n'
+# With the fields the official SDK's message parser requires (its query() reads it).
+RESULT = (
+    b'{"type":"result","subtype":"success","is_error":false,"session_id":"bench",'
+    b'"duration_ms":0,"duration_api_ms":0,"num_turns":1}\n'
+)
 
 
 def main() -> None:
     mode, n = os.environ.get("BENCH_MODE", "flood"), int(os.environ.get("BENCH_N", "100000"))
     payload = b""
-    if mode in ("flood", "backlog"):
+    if mode in ("flood", "backlog", "sdkflood"):
+        # sdkflood: the same frames with the model the official SDK's parser requires.
+        model = b'"model":"bench",' if mode == "sdkflood" else b""
         text = "x" * 180
         payload = b"".join(
-            b'{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"'
+            b'{"type":"assistant","message":{"role":"assistant",'
+            + model
+            + b'"content":[{"type":"text","text":"'
             + text.encode()
             + b'"}]},"parent_tool_use_id":null,"session_id":"bench","n":'
             + str(i).encode()
@@ -96,7 +104,7 @@ def main() -> None:
             )
         elif frame.get("type") == "user":
             break
-    if mode in ("flood", "bigline"):
+    if mode in ("flood", "bigline", "sdkflood"):
         out(payload)
     elif mode == "hooks":
         # Requests prepared in advance and answers checked without parsing: the emitter's

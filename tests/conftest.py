@@ -4,9 +4,9 @@ property tests that never fail on timing."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from helpers import process_parents
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]
@@ -23,17 +23,8 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 def _children() -> list[int]:
-    me = str(os.getpid())
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if stat.rsplit(")", 1)[1].split()[1] == me:
-                found.append(int(entry))
-    return found
+    me = os.getpid()
+    return [pid for pid, parent in process_parents().items() if parent == me]
 
 
 @pytest.fixture(autouse=True)

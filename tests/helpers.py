@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
+from ctlwire.fixtures import records as r
 from ctlwire.protocol import RequestContext
 from ctlwire.transport import Transport
 from ctlwire.transport._child import CHILD_ENV, missing
@@ -90,3 +92,48 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
         timeout=timeout,
         check=False,
     )
+
+
+def one_turn_log(path: Path, reply: str = "hello", gap: float = 0.0) -> Path:
+    """A session of one turn whose assistant says ``reply`` and whose result comes ``gap``
+    seconds in (with --realtime, a slow replay)."""
+    return r.write_log(
+        path,
+        [
+            r.sdk(r.request("req_1_a", "initialize", hooks=None)),
+            r.cli(r.success("req_1_a", {"commands": []})),
+            r.sdk(r.user("hi")),
+            r.cli(r.assistant(reply)),
+            r.cli(r.result(), t=gap),
+            r.sdk_eof(t=gap),
+            r.cli_exit(0, t=gap),
+        ],
+    )
+
+
+def process_parents() -> dict[int, int]:
+    """Every process's parent, read from /proc: pid -> parent pid."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(root: int | None = None) -> set[int]:
+    """Every process below ``root`` (default: this one): the whole tree, from /proc."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in process_parents().items():
+        children.setdefault(parent, []).append(pid)
+    found: set[int] = set()
+    todo = [os.getpid() if root is None else root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found

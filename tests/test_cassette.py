@@ -233,3 +233,44 @@ def test_a_replay_timeout_is_reported_with_the_line_it_waited_for(tmp_path: Path
         os.close(write_end)  # the player's reader thread sees EOF and ends
         os.close(read_end)
     assert report.read_text() == (f"TIMEOUT: waited 0.2s for the SDK to send user ({log_path}:2)\n")
+
+
+REFUSED_TEST = """
+import subprocess
+
+
+def test_cli_refuses(ctlwire_cassette):
+    subprocess.run([str(ctlwire_cassette.cli_path)], input=b"", capture_output=True, check=False)
+"""
+
+REFUSING_CLI = """#!/bin/sh
+for i in 1 2 3 4 5 6 7 8 9; do echo "starting up, step $i" >&2; done
+echo "Error: --dangerously-skip-permissions cannot be used with root/sudo privileges" >&2
+exit 1
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_discarded_recording_leads_with_the_clis_last_stderr_lines(
+    pytester: pytest.Pytester,
+) -> None:
+    cli = pytester.path / "refusing_cli"
+    cli.write_text(REFUSING_CLI)
+    cli.chmod(0o755)
+    pytester.makepyfile(test_refused=REFUSED_TEST)
+    run = pytester.runpytest_subprocess(
+        "--ctlwire-record-mode=once", f"--ctlwire-cli={cli}", timeout=60
+    )
+    run.assert_outcomes(failed=1)
+    lines = run.stdout.lines
+    title = next(i for i, line in enumerate(lines) if " test_cli_refuses " in line)
+    failure = lines[title + 1 :]  # the failure's text, right under its title
+    assert failure[0].startswith("ctlwire cassette: the recording was discarded, "), failure
+    assert failure[0].endswith("not written: the CLI exited with code 1, its stderr ending:")
+    assert [line.strip() for line in failure[1:6]] == [
+        "starting up, step 6",
+        "starting up, step 7",
+        "starting up, step 8",
+        "starting up, step 9",
+        "Error: --dangerously-skip-permissions cannot be used with root/sudo privileges",
+    ]

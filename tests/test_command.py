@@ -13,10 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import SHIPPED_LOGS, run_python
+from helpers import SHIPPED_LOGS, one_turn_log, run_python
 
 from ctlwire import __version__
-from ctlwire.fixtures import records as r
 from ctlwire.fixtures.command import build_parser
 
 COMMANDS = ("replay", "fake-cli", "record", "show", "diff", "lint", "fake-api")
@@ -80,25 +79,9 @@ def interrupt(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return proc.communicate(timeout=20)
 
 
-def session_log(path: Path, gap: float) -> Path:
-    """A session whose result comes ``gap`` seconds in (with --realtime, a slow replay)."""
-    return r.write_log(
-        path,
-        [
-            r.sdk(r.request("req_1_a", "initialize", hooks=None)),
-            r.cli(r.success("req_1_a", {"commands": []})),
-            r.sdk(r.user("hi")),
-            r.cli(r.assistant("hello")),
-            r.cli(r.result(), t=gap),
-            r.sdk_eof(t=gap),
-            r.cli_exit(0, t=gap),
-        ],
-    )
-
-
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_ctrl_c_in_replay_prints_what_passed_and_exits_130(tmp_path: Path, backend: str) -> None:
-    fast, slow = session_log(tmp_path / "fast.jsonl", 0.0), session_log(tmp_path / "slow", 60.0)
+    fast, slow = one_turn_log(tmp_path / "fast.jsonl"), one_turn_log(tmp_path / "slow", gap=60.0)
     args = ["replay", "--realtime", "--backend", backend, str(fast), str(slow)]
     with ctlwire_running(*args) as proc:
         assert proc.stdout is not None
@@ -116,13 +99,13 @@ def test_ctrl_c_handed_over_in_a_task_group_is_still_ctrl_c(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """On trio the interrupt may reach replay inside a task group's exception group."""
-    from ctlwire.fixtures import command
+    from ctlwire.fixtures import command, replay_command
 
     def interrupted_in_a_group(*args: object, **kwargs: object) -> None:
         raise BaseExceptionGroup("from a task group", [KeyboardInterrupt()])
 
-    monkeypatch.setattr(command.anyio, "run", interrupted_in_a_group)
-    log = session_log(tmp_path / "one.jsonl", 0.0)
+    monkeypatch.setattr(replay_command.anyio, "run", interrupted_in_a_group)
+    log = one_turn_log(tmp_path / "one.jsonl")
     assert command.main(["replay", str(log)]) == 130
     assert "interrupted: 0 passed, 0 failed, 1 not finished" in capsys.readouterr().out
 

@@ -44,6 +44,16 @@ def test_importing_the_face_leaves_the_tooling_alone() -> None:
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_importing_the_face_leaves_the_official_sdk_alone() -> None:
+    """ctlwire.sdk needs the ``sdk`` extra; nothing else of ctlwire may load the SDK."""
+    code = (
+        "import sys, ctlwire, ctlwire.transport, ctlwire.protocol, ctlwire.fixtures\n"
+        "print(sorted(m for m in sys.modules if 'claude_agent_sdk' in m or 'ctlwire.sdk' in m))"
+    )
+    out = _run(sys.executable, "-c", code)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 def _imports(path: Path, package: str) -> set[str]:
     """Absolute names of the ctlwire modules one source file imports."""
     found = set()
@@ -69,6 +79,13 @@ def test_layers_import_downwards_through_public_faces() -> None:
         for name in _imports(path, "ctlwire.fixtures"):
             inside = name.startswith("ctlwire.fixtures")
             assert inside or name in PUBLIC, f"{path.name} imports {name}"
+    # ctlwire.sdk sits on the transport's face; it is not a layer anything else imports.
+    for path in (root / "sdk").glob("*.py"):
+        for name in _imports(path, "ctlwire.sdk"):
+            assert name.startswith("ctlwire.sdk") or name == "ctlwire.transport", name
+    for path in root.glob("*/*.py"):
+        if path.parent.name != "sdk":
+            assert "ctlwire.sdk" not in _imports(path, f"ctlwire.{path.parent.name}"), path
 
 
 def test_every_error_ctlwire_defines_is_a_ctlwire_error() -> None:
@@ -81,6 +98,7 @@ def test_every_error_ctlwire_defines_is_a_ctlwire_error() -> None:
         ctlwire.transport,
         ctlwire.protocol,
         importlib.import_module("ctlwire.fixtures"),
+        importlib.import_module("ctlwire.sdk"),
     ):
         for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
             module = importlib.import_module(info.name)
@@ -127,6 +145,7 @@ def test_errors_survive_pickling_and_copying() -> None:
     from ctlwire.fixtures.matcher import Mismatch
     from ctlwire.protocol.buffer import SpillError
     from ctlwire.protocol.errors import FrameDecodeError, MalformedFrame
+    from ctlwire.sdk import BadCLIOutput
     from ctlwire.transport import InputBroken
 
     errors = [
@@ -137,6 +156,7 @@ def test_errors_survive_pickling_and_copying() -> None:
         ctlwire.LineTooLong(10, 20),
         ctlwire.InputClosed("stdin closed"),
         InputBroken("broken pipe"),
+        BadCLIOutput("a stdout line is not valid UTF-8", '{"a": "\\xff"}', ValueError("bad")),
         FrameDecodeError("not JSON", b"{oops"),
         MalformedFrame("no request_id", {"type": "control_request"}, "req_3"),
         SpillError(28, "no space left"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import peer_argv, real_session, real_session_logs
+from helpers import one_turn_log, peer_argv, real_session, real_session_logs
 
 from ctlwire.fixtures import records as r
 from ctlwire.fixtures.command import bundled_logs, fake_cli_argv
@@ -98,6 +98,9 @@ def test_replay_with_no_arguments_passes_every_shipped_log() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("PASS ") == len(bundled_logs()) >= 10
     assert f"{len(bundled_logs())} passed, 0 failed" in out.stdout
+    # Shipped logs by their short names, not by full paths into site-packages.
+    assert "PASS fixtures/logs/slow_hook.jsonl " in out.stdout
+    assert str(bundled_logs()[0].parent) not in out.stdout
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -174,28 +177,53 @@ def test_corrupted_log_fails_with_a_pointer_to_the_record(tmp_path: Path, case: 
     assert pointer in out.stdout, out.stdout
 
 
-@pytest.mark.parametrize(
-    ("content", "why"),
-    [
-        ("", "empty: not a session log"),
-        ('{"ctlwire_log": 1, "argv": []}\n', "no records to replay"),
-    ],
-)
-def test_a_log_without_records_fails_at_once(tmp_path: Path, content: str, why: str) -> None:
+def test_a_log_without_records_fails_at_once(tmp_path: Path) -> None:
     path = tmp_path / "empty.jsonl"
-    path.write_text(content)
+    path.write_text("")  # not a log: unusable input
     out = ctlwire("replay", str(path), timeout=15)  # the replay timeout is 30 s
+    assert out.returncode == 2
+    assert f"ctlwire replay: {path}: empty: not a session log" in out.stderr
+    assert "0 passed, 0 failed, 1 unusable" in out.stdout
+    path.write_text('{"ctlwire_log": 1, "argv": []}\n')  # a log with nothing to replay
+    out = ctlwire("replay", str(path), timeout=15)
     assert out.returncode == 1
     assert f"FAIL {path}" in out.stdout
-    assert why in out.stdout
+    assert "no records to replay" in out.stdout
 
 
-def test_unreadable_log_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+def test_unreadable_log_is_unusable_input_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "garbage.jsonl"
     path.write_text("{nope\n")
-    out = ctlwire("replay", str(path))
+    out = ctlwire("replay", str(path), str(real_session_logs()[0]))
+    assert out.returncode == 2  # unusable input outranks a pass
+    assert f"ctlwire replay: {path}:1: not JSON" in out.stderr
+    assert "1 passed, 0 failed, 1 unusable" in out.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_line_over_the_limit_fails_at_once_saying_how_to_raise_it(
+    tmp_path: Path, backend: str
+) -> None:
+    log = one_turn_log(tmp_path / "big.jsonl", "x" * 5000)
+    size = len(json.dumps(r.assistant("x" * 5000), separators=(",", ":")))
+    started = time.monotonic()
+    out = ctlwire("replay", "--backend", backend, "--max-line-bytes", "1000", str(log))
+    assert time.monotonic() - started < 15  # not the 30 s replay timeout
+    assert out.returncode == 1, out.stdout + out.stderr
+    first_problem = out.stdout.splitlines()[1].strip()
+    assert first_problem.startswith(f"{log}:5: the CLI's line is {size} bytes, over the ")
+    assert "limit of 1000 bytes" in first_problem and "--max-line-bytes N" in first_problem
+    raised = ctlwire("replay", "--backend", backend, "--max-line-bytes", "6000", str(log))
+    assert raised.returncode == 0, raised.stdout
+
+
+def test_a_line_over_the_default_32_mib_limit_fails_at_once(tmp_path: Path) -> None:
+    log = one_turn_log(tmp_path / "huge.jsonl", "x" * (32 << 20))
+    started = time.monotonic()
+    out = ctlwire("replay", str(log))
+    assert time.monotonic() - started < 20, out.stdout  # not the 30 s replay timeout
     assert out.returncode == 1
-    assert f"FAIL {path}:1: not JSON" in out.stdout
+    assert f"over the transport's limit of {32 << 20} bytes" in out.stdout
 
 
 # -- the fake CLI on its own ---------------------------------------------------------------
