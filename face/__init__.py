@@ -18,6 +18,7 @@ from ctlwire.protocol import (
     SessionClosed,
 )
 from ctlwire.transport import (
+    ContainmentWarning,
     CtlwireError,
     InputClosed,
     LineTooLong,
@@ -32,6 +33,7 @@ from ctlwire.transport import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ContainmentWarning",
     "ControlError",
     "ControlSession",
     "CtlwireError",

@@ -11,6 +11,8 @@ exported here.
 """
 
 from ._backend import DetachedTask, being_cancelled
+from ._contain import Containment, ContainmentWarning
+from ._contain import prepare as contain
 from ._lifecycle import AsyncResource
 from ._pool import TaskPool
 from .base import StderrCallback, Transport
@@ -30,6 +32,8 @@ from .subprocess import SubprocessTransport
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "AsyncResource",
+    "Containment",
+    "ContainmentWarning",
     "CtlwireError",
     "DetachedTask",
     "InputBroken",
@@ -46,5 +50,6 @@ __all__ = [
     "Transport",
     "TransportError",
     "being_cancelled",
+    "contain",
     "memory_transport_pair",
 ]

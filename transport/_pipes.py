@@ -17,6 +17,7 @@ import anyio
 
 from ._backend import ReadableWatch, Watch
 from ._child import Child
+from ._contain import Containment
 from .errors import start_error
 
 # How much one read asks for when the pipe size is unknown: its capacity on Linux.
@@ -60,10 +61,13 @@ class RawPipes:
         self._stdout_watch: Watch | None = None
 
     async def spawn(
-        self, argv: list[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
+        self,
+        launch: Containment,
+        cwd: str | os.PathLike[str] | None,
+        env: Mapping[str, str] | None,
     ) -> Child:
-        """Start ``argv`` in a process group of its own, its three pipes ours; the one
-        place a child is spawned on this strategy. `TransportError` if it cannot be."""
+        """Start ``launch.argv`` in a process group of its own, its three pipes ours; the
+        one place a child is spawned on this strategy. `TransportError` if it cannot be."""
         from ._child_posix import PosixChild
 
         child_class: type[PosixChild] = PosixChild
@@ -82,13 +86,14 @@ class RawPipes:
             self.read_size = tune_pipe(stdout_r, self.kind)
             # fork/exec returns at once; nothing here waits for the child.
             popen = subprocess.Popen(  # noqa: ASYNC220
-                argv,
+                launch.argv,
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
                 cwd=cwd,
                 env=env,
                 close_fds=True,
+                pass_fds=launch.pass_fds,
                 process_group=0,
             )
         except (OSError, ValueError, TypeError) as exc:
@@ -96,14 +101,15 @@ class RawPipes:
             # a string. Either way nothing was started, and the pipes must not leak.
             for fd in fds:
                 os.close(fd)
-            raise start_error(argv[0], exc) from exc
+            launch.failed()
+            raise start_error(launch.program, exc) from exc
         for fd in (stdin_r, stdout_w, stderr_w):
             os.close(fd)
         for fd in (stdin_w, stdout_r, stderr_r):
             os.set_blocking(fd, False)
         self.stdin, self.stdout, self.stderr = stdin_w, stdout_r, stderr_r
         self._stdout_watch = ReadableWatch(stdout_r)
-        return child_class(popen)
+        return launch.spawned(child_class(popen))
 
     # -- stdin ------------------------------------------------------------------------
 

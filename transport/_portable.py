@@ -18,6 +18,7 @@ import anyio.abc
 from ._backend import current
 from ._child import Child
 from ._child_portable import PortableChild, spawn_options
+from ._contain import Containment
 from .errors import start_error
 
 READ_SIZE = 1 << 20
@@ -37,25 +38,32 @@ class ProcessStreams:
         self._received: bytes | None = None  # read by `wait_readable`, not yet taken
 
     async def spawn(
-        self, argv: list[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
+        self,
+        launch: Containment,
+        cwd: str | os.PathLike[str] | None,
+        env: Mapping[str, str] | None,
     ) -> Child:
-        """Start ``argv`` in a group of its own, its three pipes ours; the one place a
-        child is spawned on this strategy. `TransportError` if it cannot be."""
+        """Start ``launch.argv`` in a group of its own, its three pipes ours; the one
+        place a child is spawned on this strategy. `TransportError` if it cannot be."""
+        options = spawn_options()
+        options["creationflags"] = options.get("creationflags", 0) | launch.creationflags
         try:
             process = await anyio.open_process(
-                argv,
+                launch.argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=cwd,
                 env=env,
-                **spawn_options(),
+                pass_fds=launch.pass_fds,
+                **options,
             )
         except (OSError, ValueError, TypeError) as exc:
-            raise start_error(argv[0], exc) from exc
+            launch.failed()
+            raise start_error(launch.program, exc) from exc
         self.process = process
         self.cancel_may_cut = current().NAME != "asyncio"
-        return PortableChild(process)
+        return launch.spawned(PortableChild(process))
 
     # -- stdin ------------------------------------------------------------------------
 

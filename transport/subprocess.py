@@ -11,7 +11,6 @@ stderr watch, and the close escalation.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, Self
@@ -19,14 +18,17 @@ from typing import Protocol, Self
 import anyio
 import anyio.lowlevel
 
+from ._arguments import check_count, check_seconds, checked_argv
 from ._backend import DetachedTask
 from ._child import Child, choose
+from ._contain import Containment
+from ._contain import prepare as contain
 from ._lifecycle import AsyncResource, closing_for_ctrl_c
 from ._pipes import RawPipes
 from ._portable import ProcessStreams
 from ._stream import Input, Life, Output, StreamState
 from .base import StderrCallback
-from .errors import ProcessExited, TransportError
+from .errors import ProcessExited, TransportError, start_error
 from .framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from .stderr import StderrLines
 
@@ -46,7 +48,7 @@ class Pipes(Protocol):
     cancel_may_cut: bool
 
     async def spawn(
-        self, argv: list[str], cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
+        self, launch: Containment, cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
     ) -> Child: ...
     def try_write(self, view: memoryview) -> int: ...
     async def wait_writable(self, view: memoryview) -> int: ...
@@ -57,12 +59,6 @@ class Pipes(Protocol):
     async def read_stderr(self) -> bytes: ...
     async def close(self, timeout: float) -> None: ...
     def close_now(self) -> None: ...
-
-
-def _check_timeout(name: str, value: float) -> float:
-    if not isinstance(value, int | float) or math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
-    return value
 
 
 class SubprocessTransport(AsyncResource):
@@ -78,6 +74,8 @@ class SubprocessTransport(AsyncResource):
     ``child`` (``"linux"``, ``"posix"`` or ``"portable"``; default: ``$CTLWIRE_CHILD``,
     else the best the platform supports; see `_child`) chooses how the child is watched
     and which pipes strategy talks to it; ``kind`` tells which was chosen.
+    ``contain`` (default True) ends the CLI's whole tree with the session, descendants
+    that left its group and the case of this process dying included; see `_contain`.
     """
 
     on_stderr: StderrCallback | None
@@ -94,27 +92,19 @@ class SubprocessTransport(AsyncResource):
         terminate_timeout: float = 2.0,
         stderr_lines: int = 50,
         child: str | None = None,
+        contain: bool = True,
     ) -> None:
-        if isinstance(argv, str | bytes):
-            raise TypeError("argv must be a list of arguments, not a string")
-        if not isinstance(argv, Sequence) or not argv:
-            raise TypeError("argv must be a non-empty list of arguments")
-        if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int):
-            raise TypeError(f"max_line_bytes must be an int, not {max_line_bytes!r}")
-        if max_line_bytes < 1:
-            raise ValueError(f"max_line_bytes must be at least 1, not {max_line_bytes}")
-        if isinstance(stderr_lines, bool) or not isinstance(stderr_lines, int):
-            raise TypeError(f"stderr_lines must be an int, not {stderr_lines!r}")
-        if stderr_lines < 0:
-            raise ValueError(f"stderr_lines must be >= 0, not {stderr_lines}")
+        self.argv = checked_argv(argv)
+        check_count("max_line_bytes", max_line_bytes, 1)
+        check_count("stderr_lines", stderr_lines, 0)
         if env is not None and not isinstance(env, Mapping):
             raise TypeError(f"env must be a mapping of names to values, not {type(env).__name__}")
-        self.argv = [os.fspath(a) for a in argv]
         self.cwd = cwd
         self.env = dict(env) if env is not None else None
         self.on_stderr = on_stderr
-        self.close_timeout = _check_timeout("close_timeout", close_timeout)
-        self.terminate_timeout = _check_timeout("terminate_timeout", terminate_timeout)
+        self.contain = contain
+        self.close_timeout = check_seconds("close_timeout", close_timeout)
+        self.terminate_timeout = check_seconds("terminate_timeout", terminate_timeout)
         self.kind = choose(child)
         self._pipes = _pipes_for(self.kind)
         self._state = StreamState()
@@ -134,7 +124,11 @@ class SubprocessTransport(AsyncResource):
     async def start(self) -> None:
         """Spawn the child. Raises `TransportError` if it cannot be started."""
         self._state.start()
-        self._child = await self._pipes.spawn(self.argv, self.cwd, self.env)
+        try:
+            launch = contain(self.argv, self.contain, self.cwd, self.env, self.terminate_timeout)
+        except OSError as exc:  # the CLI is missing or not executable
+            raise start_error(self.argv[0], exc) from exc
+        self._child = await self._pipes.spawn(launch, self.cwd, self.env)
         logger.debug("started %s as pid %d (%s)", self.argv, self._child.pid, self.kind)
         self._background.start()
 
