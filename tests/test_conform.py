@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TESTS
+from helpers import STRIPPED, TESTS, first_run_only
 
 from ctlwire.fixtures.conform.catalog import BY_NAME, CATALOG
 from ctlwire.fixtures.conform.runner import judge, run_catalog, run_driver
 
 ROOT = TESTS.parent
 NAIVE = [sys.executable, str(TESTS / "conform_naive_driver.py")]
-STRIPPED = bool(os.environ.get("CTLWIRE_STRIPPED"))
 
 # Each bug of the naive SDK, and the scenarios it must fail.
 BREAKS = {
@@ -160,11 +159,13 @@ def test_official_sdks_known_failures(sdk: str, version: str, known: dict[str, s
     assert code == 1
 
 
+@first_run_only
 def test_the_naive_sdk_without_bugs_passes() -> None:
     board = run_catalog(NAIVE, timeout=40, jobs=6)
     assert [f"{v.scenario}: {v.reason}" for v in board.verdicts if v.verdict != "pass"] == []
 
 
+@first_run_only
 def test_every_scenario_fails_the_sdk_with_its_bug(tmp_path: Path) -> None:
     pairs = [(bug, BY_NAME[name]) for bug, names in BREAKS.items() for name in names]
 
@@ -180,12 +181,14 @@ def test_every_scenario_fails_the_sdk_with_its_bug(tmp_path: Path) -> None:
     assert all(reason.startswith("rule ") for _, _, reason in results)
 
 
+@first_run_only
 def test_a_driver_that_does_nothing_fails_every_scenario() -> None:
     board = run_catalog([*NAIVE, "nothing"], jobs=8)
     assert {v.verdict for v in board.verdicts} == {"fail"}
     assert all("the driver never started the fake CLI" in v.reason for v in board.verdicts)
 
 
+@first_run_only
 def test_hangs_crashes_and_garbage_get_a_verdict_and_the_run_goes_on() -> None:
     two = CATALOG[:2]
     hung = run_catalog([*NAIVE, "hang"], two, timeout=2)

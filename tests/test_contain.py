@@ -32,7 +32,6 @@ from ctlwire.transport._child import KINDS
 pytestmark = pytest.mark.anyio
 
 TREE_CLI = TESTS / "tree_cli.py"
-STRIPPED = os.environ.get("CTLWIRE_STRIPPED") == "1"
 TREE_SIZE = 5  # the supervisor, the CLI, its child, the SIGTERM ignorer, the daemon
 WITHIN = 5.0
 ECHO = [sys.executable, "-c", "import sys\nfor x in sys.stdin: print(x, end='', flush=True)"]

@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import force_child, run_python
+from helpers import STRIPPED, force_child, run_python
 
 import ctlwire.transport._child as child_seam
 from ctlwire import ControlSession
 from ctlwire.transport import SubprocessTransport, TransportError
 from ctlwire.transport._child import CHILD_ENV, KINDS, choose, missing
 
-STRIPPED = os.environ.get("CTLWIRE_STRIPPED") == "1"
 MACOS_LACKS = {
     "os": ("pidfd_open", "waitid", "P_PIDFD", "WNOWAIT"),
     "fcntl": ("F_SETPIPE_SZ", "F_GETPIPE_SZ"),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import first_run_only
 from test_readme import README, ROOT, run_bash, sh_lines
 
 SET_UP = "make replay"
@@ -49,6 +50,7 @@ def test_the_first_command_is_the_set_up_and_says_where_ctlwire_is() -> None:
     assert "`.venv/bin/ctlwire`" in text and f"`{ACTIVATE}`" in text
 
 
+@first_run_only
 @pytest.mark.timeout(300)
 def test_every_readme_command_line_runs_after_the_readme_set_up(tmp_path: Path) -> None:
     if shutil.which("make") is None:

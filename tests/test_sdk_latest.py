@@ -7,6 +7,7 @@ import os
 
 import claude_agent_sdk
 import pytest
+from helpers import first_run_only
 from sdk_support import EXPECTED_VERSION, LATEST, PINNED, ROOT, sdk_python
 
 BEHAVIOUR = ["tests/test_sdk_transport.py", "tests/test_sdk_real_cli.py"]
@@ -16,6 +17,7 @@ def test_this_run_has_the_sdk_it_expects() -> None:
     assert claude_agent_sdk.__version__ == os.environ.get(EXPECTED_VERSION, PINNED)
 
 
+@first_run_only
 @pytest.mark.timeout(400)
 def test_the_newest_sdk_passes_the_behaviour_tests() -> None:
     if os.environ.get(EXPECTED_VERSION):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from browser import DevTools, load
-from helpers import SHIPPED_LOGS
+from helpers import SHIPPED_LOGS, first_run_only
 
 from ctlwire.fixtures.command import main
 from ctlwire.fixtures.index import LogIndex
@@ -21,6 +21,8 @@ from ctlwire.fixtures.records import write_log
 from ctlwire.fixtures.show import render, timeline
 from ctlwire.fixtures.show_html import embed_json, session_page
 from ctlwire.fixtures.synthetic import busy_session, synthetic_header
+
+pytestmark = first_run_only
 
 REAL_LOGS = sorted(SHIPPED_LOGS.glob("real_*.jsonl"))
 DATA = re.compile(r'<script type="application/json" id="data">(.*?)</script>', re.S)
