@@ -14,7 +14,6 @@ import pytest
 
 import ctlwire.transport._contain as contain
 import ctlwire.transport._job as job_seam
-from ctlwire.transport._child import ChildState
 from ctlwire.transport._job import JobContainment
 
 
@@ -47,26 +46,6 @@ class FakeWindows:
 
     def close_handle(self, handle: int) -> None:
         self._call("close_handle", handle)
-
-
-class FakeChild:
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.state = ChildState.RUNNING
-        self.returncode: int | None = None
-        self.closed = 0
-
-    async def wait(self) -> None:
-        raise AssertionError("not waited on here")
-
-    def signal_tree(self, kill: bool) -> None:
-        pass
-
-    def reap(self, force: bool) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed += 1
 
 
 def test_the_child_joins_the_job_before_it_runs() -> None:
@@ -103,7 +82,7 @@ def test_a_job_that_cannot_be_made_still_lets_the_child_run(failing: str) -> Non
     assert len(api.calls) == calls
 
 
-def test_prepare_on_windows_starts_suspended_and_closes_the_job_with_the_child(
+def test_prepare_on_windows_starts_suspended_and_closes_the_job_on_release(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     api = FakeWindows()
@@ -113,12 +92,10 @@ def test_prepare_on_windows_starts_suspended_and_closes_the_job_with_the_child(
     assert spawn.argv == ["claude", "--print"]  # no supervisor on Windows
     assert spawn.pass_fds == ()
     assert spawn.creationflags & JobContainment.CREATE_SUSPENDED
-    inner = FakeChild(99)
-    child = spawn.spawned(inner)
+    spawn.started(99)
     assert ("open_process", 99) in api.calls and ("resume", 101) in api.calls
-    assert child.pid == 99 and child.state is ChildState.RUNNING
-    child.close()
-    assert inner.closed == 1
+    assert ("close_handle", 102) not in api.calls  # the job holds the tree while it runs
+    spawn.release()  # what the transport does once it has closed the child
     assert api.calls[-1] == ("close_handle", 102)  # the job: Windows kills what is left
 
 
@@ -129,14 +106,16 @@ def test_prepare_on_windows_warns_once_when_no_job(monkeypatch: pytest.MonkeyPat
     spawn = contain.prepare(["claude"])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        spawn.spawned(FakeChild(5)).close()
+        spawn.started(5)
+        spawn.release()
     assert len(caught) == 1 and caught[0].category is contain.ContainmentWarning
     assert "the CLI's process tree is not contained" in str(caught[0].message)
     assert ("resume", 101) in api.calls
 
 
 def test_opting_out_changes_nothing() -> None:
-    spawn = contain.prepare(["claude", "-p"], enabled=False)
+    spawn = contain.prepare(["claude", "-p"], enabled=False, cwd="/srv", env={"A": "1"})
     assert (spawn.argv, spawn.pass_fds, spawn.creationflags) == (["claude", "-p"], (), 0)
-    inner = FakeChild(1)
-    assert spawn.spawned(inner) is inner
+    assert (spawn.cwd, spawn.env) == ("/srv", {"A": "1"})
+    spawn.started(1)
+    spawn.release()  # nothing to release: no supervisor, no job

@@ -22,10 +22,10 @@ import shutil
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._child import Child, ChildState
 from .errors import CtlwireError
 
 if TYPE_CHECKING:
@@ -118,16 +118,21 @@ def warn(what: str, why: str) -> None:
     warnings.warn(f"ctlwire: {what} not contained: {why}", ContainmentWarning, stacklevel=5)
 
 
+@dataclass(eq=False)
 class Containment:
     """One spawn's containment: what to run, and what to do once it runs and after."""
 
-    def __init__(self, argv: list[str], program: str | None = None) -> None:
-        self.argv = argv
-        self.program = program if program is not None else argv[0]  # the CLI, for errors
-        self.pass_fds: tuple[int, ...] = ()
-        self.creationflags = 0
-        self._owner_end: int | None = None
-        self._job: JobContainment | None = None
+    argv: list[str]
+    cwd: str | os.PathLike[str] | None = None
+    env: Mapping[str, str] | None = None
+    program: str = ""  # the CLI, for errors (default: argv[0])
+    pass_fds: tuple[int, ...] = ()
+    creationflags: int = 0
+    _owner_end: int | None = None
+    _job: JobContainment | None = None
+
+    def __post_init__(self) -> None:
+        self.program = self.program or self.argv[0]
 
     def started(self, pid: int) -> None:
         """The process ``pid`` exists: finish the set-up (call `release` after its end)."""
@@ -138,13 +143,6 @@ class Containment:
             problem = self._job.adopt(pid)
             if problem:
                 warn("the CLI's process tree is", problem)
-
-    def spawned(self, child: Child) -> Child:
-        """`started`, for a transport's child: the returned child releases it on close."""
-        self.started(child.pid)
-        if self._owner_end is None and self._job is None:
-            return child
-        return ContainedChild(child, self)
 
     def failed(self) -> None:
         """The spawn failed: release everything."""
@@ -164,51 +162,6 @@ class Containment:
             job.close()
 
 
-class ContainedChild:
-    """A `Child` whose `close` also releases its containment."""
-
-    def __init__(self, inner: Child, containment: Containment) -> None:
-        self.inner = inner
-        self.containment = containment
-
-    @property
-    def pid(self) -> int:
-        return self.inner.pid
-
-    @pid.setter
-    def pid(self, value: int) -> None:
-        self.inner.pid = value
-
-    @property
-    def state(self) -> ChildState:
-        return self.inner.state
-
-    @state.setter
-    def state(self, value: ChildState) -> None:
-        self.inner.state = value
-
-    @property
-    def returncode(self) -> int | None:
-        return self.inner.returncode
-
-    @returncode.setter
-    def returncode(self, value: int | None) -> None:
-        self.inner.returncode = value
-
-    async def wait(self) -> None:
-        await self.inner.wait()
-
-    def signal_tree(self, kill: bool) -> None:
-        self.inner.signal_tree(kill)
-
-    def reap(self, force: bool) -> None:
-        self.inner.reap(force)
-
-    def close(self) -> None:
-        self.inner.close()
-        self.containment.release()
-
-
 def prepare(
     argv: Sequence[str],
     enabled: bool = True,
@@ -223,7 +176,7 @@ def prepare(
     Raises the OSError a spawn would for a program that is missing or not executable.
     """
     grace = min(GRACE, terminate_timeout / 2)
-    plain = Containment(list(argv))
+    plain = Containment(list(argv), cwd, env)
     if not enabled:
         return plain
     if sys.platform == "win32":
@@ -255,6 +208,8 @@ def prepare(
         [sys.executable, "-I", "-S", "-c", RUN_SUPERVISOR, os.path.dirname(SUPERVISOR),
          str(supervisor_end), str(os.getpid()),
          f"{grace:.3f}", unset, mode, "--", *plain.argv],
+        cwd,
+        env,
         plain.program,
     )  # fmt: skip
     contained.pass_fds = (supervisor_end,)

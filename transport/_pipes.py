@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 
 import anyio
 
@@ -60,14 +60,9 @@ class RawPipes:
         self.read_size = DEFAULT_READ_SIZE
         self._stdout_watch: Watch | None = None
 
-    async def spawn(
-        self,
-        launch: Containment,
-        cwd: str | os.PathLike[str] | None,
-        env: Mapping[str, str] | None,
-    ) -> Child:
-        """Start ``launch.argv`` in a process group of its own, its three pipes ours; the
-        one place a child is spawned on this strategy. `TransportError` if it cannot be."""
+    async def spawn(self, launch: Containment) -> Child:
+        """Start ``launch`` in a process group of its own, its three pipes ours; the one
+        place a child is spawned on this strategy. `TransportError` if it cannot be."""
         from ._child_posix import PosixChild
 
         child_class: type[PosixChild] = PosixChild
@@ -90,8 +85,8 @@ class RawPipes:
                 stdin=stdin_r,
                 stdout=stdout_w,
                 stderr=stderr_w,
-                cwd=cwd,
-                env=env,
+                cwd=launch.cwd,
+                env=launch.env,
                 close_fds=True,
                 pass_fds=launch.pass_fds,
                 process_group=0,
@@ -109,7 +104,9 @@ class RawPipes:
             os.set_blocking(fd, False)
         self.stdin, self.stdout, self.stderr = stdin_w, stdout_r, stderr_r
         self._stdout_watch = ReadableWatch(stdout_r)
-        return launch.spawned(child_class(popen))
+        child = child_class(popen)
+        launch.started(popen.pid)
+        return child
 
     # -- stdin ------------------------------------------------------------------------
 

@@ -8,9 +8,8 @@ by ``_child_portable``. Nothing here needs ``fcntl`` or a POSIX-only signal.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 
 import anyio
 import anyio.abc
@@ -37,14 +36,9 @@ class ProcessStreams:
         self.cancel_may_cut = True
         self._received: bytes | None = None  # read by `wait_readable`, not yet taken
 
-    async def spawn(
-        self,
-        launch: Containment,
-        cwd: str | os.PathLike[str] | None,
-        env: Mapping[str, str] | None,
-    ) -> Child:
-        """Start ``launch.argv`` in a group of its own, its three pipes ours; the one
-        place a child is spawned on this strategy. `TransportError` if it cannot be."""
+    async def spawn(self, launch: Containment) -> Child:
+        """Start ``launch`` in a group of its own, its three pipes ours; the one place a
+        child is spawned on this strategy. `TransportError` if it cannot be."""
         options = spawn_options()
         options["creationflags"] = options.get("creationflags", 0) | launch.creationflags
         try:
@@ -53,8 +47,8 @@ class ProcessStreams:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
+                cwd=launch.cwd,
+                env=launch.env,
                 pass_fds=launch.pass_fds,
                 **options,
             )
@@ -63,7 +57,9 @@ class ProcessStreams:
             raise start_error(launch.program, exc) from exc
         self.process = process
         self.cancel_may_cut = current().NAME != "asyncio"
-        return launch.spawned(PortableChild(process))
+        child = PortableChild(process)
+        launch.started(process.pid)
+        return child
 
     # -- stdin ------------------------------------------------------------------------
 

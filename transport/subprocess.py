@@ -47,9 +47,7 @@ class Pipes(Protocol):
     # Whether a cancelled `wait_writable` may have written part of its data.
     cancel_may_cut: bool
 
-    async def spawn(
-        self, launch: Containment, cwd: str | os.PathLike[str] | None, env: Mapping[str, str] | None
-    ) -> Child: ...
+    async def spawn(self, launch: Containment) -> Child: ...
     def try_write(self, view: memoryview) -> int: ...
     async def wait_writable(self, view: memoryview) -> int: ...
     async def close_input(self) -> None: ...
@@ -111,6 +109,7 @@ class SubprocessTransport(AsyncResource):
         self._framer = LineFramer(max_line_bytes)
         self._stderr = StderrLines(stderr_lines)
         self._child: Child | None = None
+        self._launch: Containment | None = None  # released once the child is closed
         self._interrupted = False  # closed during a Ctrl-C: no voluntary exit wait
         self._send_lock = anyio.Lock(fast_acquire=True)
         self._exited = anyio.Event()
@@ -128,7 +127,8 @@ class SubprocessTransport(AsyncResource):
             launch = contain(self.argv, self.contain, self.cwd, self.env, self.terminate_timeout)
         except OSError as exc:  # the CLI is missing or not executable
             raise start_error(self.argv[0], exc) from exc
-        self._child = await self._pipes.spawn(launch, self.cwd, self.env)
+        self._child = await self._pipes.spawn(launch)
+        self._launch = launch
         logger.debug("started %s as pid %d (%s)", self.argv, self._child.pid, self.kind)
         self._background.start()
 
@@ -345,6 +345,8 @@ class SubprocessTransport(AsyncResource):
             if self._child is not None:
                 self._child.reap(force=True)
                 self._child.close()
+            if self._launch is not None:
+                self._launch.release()  # the supervisor or the job ends what is left
             self._pipes.close_now()
             self._exited.set()
             self._stdout_done.set()
