@@ -60,7 +60,8 @@ class CtlwireTransport(Transport):
 
     @property
     def pid(self) -> int | None:
-        """The CLI's process id once connected."""
+        """The id of the process started once connected: the CLI, or the supervisor
+        that contains it (see `ctlwire.transport.SubprocessTransport.pid`)."""
         return self._pipe.pid if self._pipe is not None else None
 
     async def connect(self) -> None:

@@ -345,6 +345,18 @@ async def test_no_interpreter_for_the_supervisor_still_starts(
     assert len(caught) == 1
 
 
+async def test_a_frozen_app_runs_the_cli_uncontained_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A frozen app's sys.executable is the app itself: it must never be run as Python."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    with pytest.warns(contain.ContainmentWarning, match="frozen application") as caught:
+        async with SubprocessTransport(ECHO) as t:
+            await t.send(b'{"a": 1}\n')
+            assert await t.receive_lines() == [b'{"a": 1}']
+    assert len(caught) == 1
+
+
 # -- what the supervisor must pass through ----------------------------------------------
 
 
@@ -370,6 +382,34 @@ async def test_start_errors_stay_start_errors(kind: str, tmp_path: Path) -> None
     ):
         with pytest.raises(TransportError, match=says):
             await SubprocessTransport(argv).start()
+
+
+async def test_bad_cwd_and_env_are_start_errors_naming_them(kind: str, tmp_path: Path) -> None:
+    """Checked before the supervisor runs, they fail as a direct spawn would."""
+    missing = tmp_path / "gone"
+    with pytest.raises(TransportError, match=f"No such file or directory: '{missing}'"):
+        await SubprocessTransport(["./cli"], cwd=missing).start()
+    with pytest.raises(TransportError, match="cannot start"):
+        await SubprocessTransport(["./cli"], cwd=5).start()  # type: ignore[arg-type]
+    with pytest.raises(TransportError, match="cannot start"):
+        await SubprocessTransport(ECHO, env={"PATH": 5}).start()  # type: ignore[dict-item]
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_a_start_cancelled_before_it_began_leaves_nothing(kind: str) -> None:
+    """asyncio forks before its first wait: a cancel there used to kill the supervisor
+    and leak the containment pipe; now the spawn finishes and the close ends it all."""
+    token = new_token()
+    before = open_fds()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async with SubprocessTransport(tree_argv(token, "stay"), close_timeout=0.2):
+            await anyio.sleep(5)  # pragma: no cover - cancelled above
+    assert await left_after(token) == []
+    assert open_fds() - before == set()
 
 
 async def test_the_supervisor_holds_none_of_the_pipes(kind: str) -> None:

@@ -53,6 +53,8 @@ def check_program(program: str, cwd: str | os.PathLike[str] | None, path: str) -
     The supervisor execs the CLI after it has started, too late for `start` to raise;
     this keeps "not found" and "not executable" errors where they were.
     """
+    if cwd is not None and not os.path.isdir(cwd):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(cwd))
     if os.sep in program or (os.altsep and os.altsep in program):
         target = os.path.join(os.fspath(cwd) if cwd is not None else ".", program)
         if not os.path.exists(target):
@@ -91,6 +93,8 @@ def holds_whole_tree() -> bool:
 
 def supervisor_lacks() -> str | None:
     """Why no supervisor can run (None: it can)."""
+    if getattr(sys, "frozen", False):  # sys.executable is the frozen app, not Python
+        return "this is a frozen application, with no Python interpreter to run it"
     if not sys.executable or not os.access(sys.executable, os.X_OK):
         return f"no Python interpreter to run it (sys.executable is {sys.executable!r})"
     if not os.path.exists(SUPERVISOR):

@@ -42,19 +42,25 @@ class ProcessStreams:
         options = spawn_options()
         options["creationflags"] = options.get("creationflags", 0) | launch.creationflags
         try:
-            process = await anyio.open_process(
-                launch.argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=launch.cwd,
-                env=launch.env,
-                pass_fds=launch.pass_fds,
-                **options,
-            )
+            # Never half done: cancelled mid-spawn, asyncio would kill the process it
+            # made (the supervisor, not the tree below it) and trio would lose its pipes.
+            with anyio.CancelScope(shield=True):
+                process = await anyio.open_process(
+                    launch.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=launch.cwd,
+                    env=launch.env,
+                    pass_fds=launch.pass_fds,
+                    **options,
+                )
         except (OSError, ValueError, TypeError) as exc:
             launch.failed()
             raise start_error(launch.program, exc) from exc
+        except BaseException:
+            launch.failed()
+            raise
         self.process = process
         self.cancel_may_cut = current().NAME != "asyncio"
         child = PortableChild(process)

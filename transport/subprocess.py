@@ -125,7 +125,7 @@ class SubprocessTransport(AsyncResource):
         self._state.start()
         try:
             launch = contain(self.argv, self.contain, self.cwd, self.env, self.terminate_timeout)
-        except OSError as exc:  # the CLI is missing or not executable
+        except (OSError, ValueError, TypeError) as exc:  # as a spawn would fail
             raise start_error(self.argv[0], exc) from exc
         self._child = await self._pipes.spawn(launch)
         self._launch = launch
@@ -144,6 +144,8 @@ class SubprocessTransport(AsyncResource):
 
     @property
     def pid(self) -> int | None:
+        """The process started: the CLI, or its supervisor when contained (the group
+        leader either way: ``os.killpg(pid, ...)`` reaches the CLI)."""
         return self._child.pid if self._child is not None else None
 
     @property
