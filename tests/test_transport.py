@@ -15,6 +15,7 @@ from helpers import force_child, peer_argv, read_all
 
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError
 from ctlwire.transport._child import KINDS
+from ctlwire.transport._stream import Life
 
 pytestmark = pytest.mark.anyio
 
@@ -68,6 +69,20 @@ async def test_stderr_lines_with_a_raising_callback() -> None:
 async def test_chatty_stderr_never_blocks_the_child() -> None:
     async with SubprocessTransport(peer_argv("stderr_flood", "20000")) as t:
         assert (await t.receive_lines())[0].startswith(b'{"type": "assistant"')
+
+
+async def test_a_read_while_another_task_closes_is_the_end_of_stream() -> None:
+    """Not the backend's "another task is reading" error: the close drains stdout."""
+    t = SubprocessTransport(["sh", "-c", "echo ready; exec sleep 30"], close_timeout=0.5)
+    await t.start()
+    assert await t.receive_lines() == [b"ready"]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(t.aclose)
+        with anyio.fail_after(5):
+            while t._state.life is not Life.CLOSING:  # noqa: ASYNC110 - polling, with a deadline
+                await anyio.sleep(0.001)
+        with pytest.raises(anyio.EndOfStream):
+            await t.receive_lines()
 
 
 async def test_child_ignoring_sigterm_is_killed_within_bounds() -> None:

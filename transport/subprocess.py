@@ -253,6 +253,11 @@ class SubprocessTransport(AsyncResource):
     # -- stdout -----------------------------------------------------------------------
 
     async def receive_lines(self) -> list[bytes]:
+        if self._state.life is Life.CLOSING:  # the close reads stdout itself, to its end
+            raise anyio.EndOfStream
+        return await self._read_lines()
+
+    async def _read_lines(self) -> list[bytes]:
         state, pipes, framer = self._state, self._pipes, self._framer
         waited = False
         while True:
@@ -384,7 +389,7 @@ class SubprocessTransport(AsyncResource):
     async def _discard_stdout(self) -> None:
         try:
             while True:
-                await self.receive_lines()
+                await self._read_lines()
         except Exception:
             pass
 
