@@ -408,7 +408,7 @@ async def test_a_start_cancelled_before_it_began_leaves_nothing(kind: str) -> No
         scope.cancel()
         async with SubprocessTransport(tree_argv(token, "stay"), close_timeout=0.2):
             await anyio.sleep(5)  # pragma: no cover - cancelled above
-    assert await left_after(token) == []
+    await check_tree_ends(token)
     assert open_fds() - before == set()
 
 
