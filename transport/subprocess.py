@@ -144,8 +144,9 @@ class SubprocessTransport(AsyncResource):
 
     @property
     def pid(self) -> int | None:
-        """The process started: the CLI, or its supervisor when contained (the group
-        leader either way: ``os.killpg(pid, ...)`` reaches the CLI)."""
+        """The process started: the CLI, or its supervisor when contained, which passes
+        SIGINT, SIGHUP, SIGQUIT, SIGUSR1/2 and SIGWINCH on to the CLI and ends the whole
+        tree on SIGTERM."""
         return self._child.pid if self._child is not None else None
 
     @property
