@@ -14,7 +14,7 @@ import pytest
 
 from ctlwire.fixtures import records as r
 from ctlwire.protocol import RequestContext
-from ctlwire.transport import Transport
+from ctlwire.transport import Transport, _contain, _served
 from ctlwire.transport._child import CHILD_ENV, missing
 
 TESTS = Path(__file__).parent
@@ -132,16 +132,28 @@ def process_parents() -> dict[int, int]:
     return parents
 
 
-def descendants(root: int | None = None) -> set[int]:
-    """Every process below ``root`` (default: this one): the whole tree, from /proc."""
+def descendants() -> set[int]:
+    """Every process this one started, from /proc: its whole tree, and the tree of its
+    supervisor server (which forks each contained session's supervisor), less the
+    server itself, which lives as long as this process."""
     children: dict[int, list[int]] = {}
     for pid, parent in process_parents().items():
         children.setdefault(parent, []).append(pid)
+    server = _served.link.pid
     found: set[int] = set()
-    todo = [os.getpid() if root is None else root]
+    todo = [os.getpid()] + ([server] if server is not None else [])
     while todo:
         for child in children.get(todo.pop(), ()):
             if child not in found:
                 found.add(child)
                 todo.append(child)
     return found
+
+
+def open_fds() -> set[str]:
+    """This process's open fds. The supervisor server's socket, opened by the first
+    contained session and then held for the process's life, is opened first if need be,
+    so that it never counts as a leak."""
+    if sys.platform != "win32":
+        _served.server_pid(_contain.run_module)
+    return set(os.listdir("/proc/self/fd"))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from helpers import TESTS, force_child
+from helpers import TESTS, force_child, open_fds
 
 import ctlwire.transport._contain as contain
 from ctlwire.transport import SubprocessTransport, TransportError
@@ -65,19 +65,38 @@ def tree_argv(token: str, mode: str = "eof") -> list[str]:
     return [sys.executable, str(TREE_CLI), token, mode]
 
 
+_supervisors: dict[str, set[int]] = {}  # by token: each tree's supervisor, once seen
+
+
+def _live(pid: int | str) -> tuple[list[bytes], int] | None:
+    """A live (not zombie) process's argv and parent pid, from ``/proc``; None if gone."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else (argv, int(fields[1]))
+
+
 def running_with(token: str) -> list[int]:
-    """Every live (not zombie) process with ``token`` as an argument, from ``/proc``."""
-    found = []
+    """Every live process with ``token`` as an argument, from ``/proc``, and the
+    supervisor above them: forked by the supervisor server, it has no token of its own,
+    so it is remembered as the parent of the first it was seen with."""
+    found, parents = [], set()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if token.encode() in argv and stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+        process = _live(entry) if entry.isdigit() else None
+        if process is not None and token.encode() in process[0]:
             found.append(int(entry))
+            parents.add(process[1])
+    seen = _supervisors.setdefault(token, set())
+    for pid in parents - set(found):
+        process = _live(pid)
+        if process is not None and any(b"_supervisor" in arg for arg in process[0]):
+            seen.add(pid)
+    for pid in seen - set(found):
+        process = _live(pid)
+        if process is not None and any(b"_supervisor" in arg for arg in process[0]):
+            found.append(pid)
     return found
 
 
@@ -393,10 +412,6 @@ async def test_bad_cwd_and_env_are_start_errors_naming_them(kind: str, tmp_path:
         await SubprocessTransport(["./cli"], cwd=5).start()  # type: ignore[arg-type]
     with pytest.raises(TransportError, match="cannot start"):
         await SubprocessTransport(ECHO, env={"PATH": 5}).start()  # type: ignore[dict-item]
-
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 async def test_a_start_cancelled_before_it_began_leaves_nothing(kind: str) -> None:

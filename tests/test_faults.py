@@ -8,13 +8,12 @@ process reaped (the autouse fixture checks for leftover children after each test
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 import anyio
 import pytest
-from helpers import peer_argv
+from helpers import open_fds, peer_argv
 
 from ctlwire.protocol import ControlSession, HookMatcher, RequestContext, SessionClosed
 from ctlwire.transport import LineTooLong, ProcessExited, SubprocessTransport, TransportError
@@ -232,10 +231,6 @@ async def test_asyncio_timeout_and_raw_task_cancel(anyio_backend: str) -> None:
 # -- load ----------------------------------------------------------------------------------
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 async def test_two_hundred_sessions_in_parallel(anyio_backend: str) -> None:
     async def on_hook(inp: dict[str, Any], tool_use_id: str | None, ctx: RequestContext) -> Any:
         if ctx.request_id.endswith(("0", "2")):
@@ -256,7 +251,7 @@ async def test_two_hundred_sessions_in_parallel(anyio_backend: str) -> None:
                 reports.append(message)
                 break
 
-    before_fds = open_fds()
+    before_fds = len(open_fds())
     before_tasks = _task_count(anyio_backend)
     with anyio.fail_after(90):
         async with anyio.create_task_group() as tg:
@@ -266,7 +261,7 @@ async def test_two_hundred_sessions_in_parallel(anyio_backend: str) -> None:
     for report in reports:
         assert not set(report["cancelled"]) & set(report["counts"])
     await anyio.wait_all_tasks_blocked()
-    assert open_fds() == before_fds
+    assert len(open_fds()) == before_fds
     assert _task_count(anyio_backend) == before_tasks
 
 

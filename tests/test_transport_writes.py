@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import force_child, read_all
+from helpers import force_child, open_fds, read_all
 
 from ctlwire.transport import (
     CtlwireError,
@@ -175,10 +175,6 @@ async def test_memory_transport_guard_and_input_closed() -> None:
     with pytest.raises(InputClosed):
         await transport.send(b"late\n")
     await transport.aclose()
-
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 BAD_STARTS: list[tuple[list[str], dict[str, Any] | None, str]] = [

@@ -14,6 +14,9 @@ each with the pipes strategy `SubprocessTransport` pairs it with:
     Windows, or anywhere: ``anyio.open_process`` streams (``_portable``); nothing
     signal- or fcntl-specific on its import path.
 
+Contained sessions on the raw pipes are watched by a fourth, ``_child_served``: their
+process is the session's supervisor, forked by the supervisor server, not our child.
+
 `choose` picks the first one the platform supports, unless the ``child`` argument of
 `SubprocessTransport` or the ``CTLWIRE_CHILD`` environment variable (read when a
 transport is made) names one. Every platform-specific call is feature-tested here, never

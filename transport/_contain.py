@@ -4,8 +4,10 @@
 (`Containment`) that the spawn step calls once the process exists and that the child
 releases on close. On POSIX the CLI runs under the supervisor (``_supervisor``), which
 ends every descendant when the CLI exits, when it is told to stop, or when the owner
-dies: it holds the read end of a pipe whose write end only this process holds, so a
-SIGKILL of the owner reads as EOF there. On Windows the child is put, suspended, into
+dies: it holds one end of a pipe or socket whose other end only this process holds, so
+a SIGKILL of the owner reads as EOF there. The raw-pipes path hands the spawn to the
+supervisor server instead (`Containment.serve`, ``_served``): a fork, not a new
+interpreter, per session. On Windows the child is put, suspended, into
 a Job Object that kills everything in it when its last handle closes (``_job``).
 If containment cannot be set up the session still starts, with one
 `ContainmentWarning` that says what is not contained and why.
@@ -34,9 +36,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
-# Run as a top-level module from its folder (put last on sys.path, after the standard
-# library): imported, it loads from its cached bytecode instead of being compiled.
-RUN_SUPERVISOR = "import sys; sys.path.append(sys.argv.pop(1)); import _supervisor as s; s.main()"
+# Runs the module named next as a top-level module from its folder (put last on sys.path,
+# after the standard library): imported, it loads from its cached bytecode.
+RUN_MODULE = "import sys; sys.path.append(sys.argv.pop(1)); __import__(sys.argv.pop(1)).main()"
+
+
+def run_module(name: str) -> list[str]:
+    """The command that runs module ``name`` of this folder in a bare interpreter."""
+    return [sys.executable, "-I", "-S", "-c", RUN_MODULE, os.path.dirname(SUPERVISOR), name]
+
+
 # How long the supervisor gives descendants between SIGTERM and SIGKILL (at most).
 GRACE = 1.0
 # Set by a Python interpreter's own start (locale coercion), never wanted by the CLI.
@@ -99,6 +108,8 @@ def supervisor_lacks() -> str | None:
         return f"no Python interpreter to run it (sys.executable is {sys.executable!r})"
     if not os.path.exists(SUPERVISOR):
         return f"{SUPERVISOR} is missing"
+    if not hasattr(os, "posix_spawn"):
+        return "this Python has no os.posix_spawn to start the CLI with"
     return None
 
 
@@ -134,9 +145,28 @@ class Containment:
     creationflags: int = 0
     _owner_end: int | None = None
     _job: JobContainment | None = None
+    _served: tuple[list[str], float, bool] | None = None  # the CLI's argv, grace, tree
 
     def __post_init__(self) -> None:
         self.program = self.program or self.argv[0]
+
+    @property
+    def servable(self) -> bool:
+        """Whether this spawn may go to the supervisor server instead (see `serve`)."""
+        return self._served is not None
+
+    def serve(self, stdio: tuple[int, int, int]) -> int:
+        """Have this process's supervisor server fork the supervisor (no interpreter to
+        start); ``stdio``: the CLI's stdin, stdout and stderr. The session's channel, for
+        a `ServedChild`. Raises what Popen would for bad arguments, OSError otherwise."""
+        from ._served import request_spawn
+
+        assert self._served is not None
+        argv, grace, tree = self._served
+        self.failed()  # the pipe of a supervisor run directly: not needed
+        return request_spawn(
+            run_module, argv, cwd=self.cwd, env=self.env, grace=grace, tree=tree, stdio=stdio
+        )
 
     def started(self, pid: int) -> None:
         """The process ``pid`` exists: finish the set-up (call `release` after its end)."""
@@ -209,8 +239,7 @@ def prepare(
     unset = ",".join(name for name in INTERPRETER_SETS if name not in environ) or "-"
     supervisor_end, owner_end = os.pipe()
     contained = Containment(
-        [sys.executable, "-I", "-S", "-c", RUN_SUPERVISOR, os.path.dirname(SUPERVISOR),
-         str(supervisor_end), str(os.getpid()),
+        [*run_module("_supervisor"), str(supervisor_end), str(os.getpid()),
          f"{grace:.3f}", unset, mode, "--", *plain.argv],
         cwd,
         env,
@@ -218,5 +247,6 @@ def prepare(
     )  # fmt: skip
     contained.pass_fds = (supervisor_end,)
     contained._owner_end = owner_end
+    contained._served = (plain.argv, grace, mode == "tree")
     _owner_ends.add(owner_end)
     return contained

@@ -17,6 +17,7 @@ import anyio
 
 from ._backend import ReadableWatch, Watch
 from ._child import Child
+from ._child_served import ServedChild
 from ._contain import Containment
 from .errors import start_error
 
@@ -63,13 +64,6 @@ class RawPipes:
     async def spawn(self, launch: Containment) -> Child:
         """Start ``launch`` in a process group of its own, its three pipes ours; the one
         place a child is spawned on this strategy. `TransportError` if it cannot be."""
-        from ._child_posix import PosixChild
-
-        child_class: type[PosixChild] = PosixChild
-        if self.kind == "linux":
-            from ._child_linux import LinuxChild
-
-            child_class = LinuxChild
         fds: list[int] = []
         try:
             stdin_r, stdin_w = os.pipe()
@@ -79,18 +73,10 @@ class RawPipes:
             stderr_r, stderr_w = os.pipe()
             fds += (stderr_r, stderr_w)
             self.read_size = tune_pipe(stdout_r, self.kind)
-            # fork/exec returns at once; nothing here waits for the child.
-            popen = subprocess.Popen(  # noqa: ASYNC220
-                launch.argv,
-                stdin=stdin_r,
-                stdout=stdout_w,
-                stderr=stderr_w,
-                cwd=launch.cwd,
-                env=launch.env,
-                close_fds=True,
-                pass_fds=launch.pass_fds,
-                process_group=0,
-            )
+            if launch.servable:
+                child: Child = ServedChild(launch.serve((stdin_r, stdout_w, stderr_w)))
+            else:
+                child = self._popen(launch, stdin_r, stdout_w, stderr_w)
         except (OSError, ValueError, TypeError) as exc:
             # ValueError: a NUL byte in argv, env or cwd; TypeError: a value that is not
             # a string. Either way nothing was started, and the pipes must not leak.
@@ -100,13 +86,44 @@ class RawPipes:
             raise start_error(launch.program, exc) from exc
         for fd in (stdin_r, stdout_w, stderr_w):
             os.close(fd)
+        self.stdin, self.stdout, self.stderr = stdin_w, stdout_r, stderr_r
+        if isinstance(child, ServedChild):
+            try:
+                await child.started(launch.program)
+            except BaseException as exc:
+                child.close()
+                self.close_now()
+                if isinstance(exc, OSError):
+                    raise start_error(launch.program, exc) from exc
+                raise
         for fd in (stdin_w, stdout_r, stderr_r):
             os.set_blocking(fd, False)
-        self.stdin, self.stdout, self.stderr = stdin_w, stdout_r, stderr_r
         self._stdout_watch = ReadableWatch(stdout_r)
-        child = child_class(popen)
-        launch.started(popen.pid)
+        launch.started(child.pid)
         return child
+
+    def _popen(self, launch: Containment, stdin: int, stdout: int, stderr: int) -> Child:
+        """Spawn ``launch`` directly: a `Child` of this process."""
+        from ._child_posix import PosixChild
+
+        child_class: type[PosixChild] = PosixChild
+        if self.kind == "linux":
+            from ._child_linux import LinuxChild
+
+            child_class = LinuxChild
+        # fork/exec returns at once; nothing here waits for the child.
+        popen = subprocess.Popen(
+            launch.argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=launch.cwd,
+            env=launch.env,
+            close_fds=True,
+            pass_fds=launch.pass_fds,
+            process_group=0,
+        )
+        return child_class(popen)
 
     # -- stdin ------------------------------------------------------------------------
 

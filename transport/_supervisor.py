@@ -1,19 +1,21 @@
 """The containment supervisor: a tiny process between ctlwire and the CLI that ends its tree.
 
-Run by ``_contain`` (``python -I -S _supervisor.py FD PID GRACE UNSET MODE -- ARGV``, or
-imported from its cached bytecode) in the process group the transport made. It imports
-only the standard library (a fresh interpreter starts in ~10 ms) and never touches the
-CLI's bytes: stdin, stdout and stderr pass straight to the CLI, which it forks and
-execs, and it keeps no copy of them. In ``tree`` mode (Linux, with ``/proc`` and
-pidfds) it is a child subreaper, so descendants that leave the group or session (double
-fork, ``setsid``) are re-parented to it. It ends every descendant, SIGTERM first and
-SIGKILL after ``GRACE`` seconds, when the CLI exits, when it gets SIGTERM, or when the
-owner ``PID`` is gone (EOF on ``FD``, whose write end only the owner holds); then it
-exits as the CLI did (code or signal). Only processes found as its descendants in
-``/proc`` are ever signalled, each through a pidfd opened before its parentage is
-checked again, so a reused pid is never hit. In ``group`` mode (macOS, the BSDs: no
-``/proc``, no ``prctl``) the CLI runs in a process group of its own, which it ends on
-the same occasions (descendants that left that group escape). UNSET: variables this
+Forked for each session by the supervisor server (``_supervisor_server``), or run by
+``_contain`` as ``python -I -S ... _supervisor FD PID GRACE UNSET MODE -- ARGV`` (the
+portable path, ``ctlwire record``), in a process group of its own. It imports only the
+standard library (a fresh interpreter starts in ~10 ms) and never touches the CLI's
+bytes: stdin, stdout and stderr pass straight to the CLI, which it starts with
+``posix_spawn``, and it keeps no copy of them. In ``tree`` mode (Linux, with ``/proc``
+and pidfds) it is a child subreaper, so descendants that leave the group or session
+(double fork, ``setsid``) are re-parented to it. It ends every descendant, SIGTERM first
+and SIGKILL after ``GRACE`` seconds, when the CLI exits, when it gets SIGTERM, or when
+the owner lets go or is gone (EOF on ``FD``, whose other end only the owner holds); then
+it reports the CLI's exit (served: a line on FD; run directly: it exits as the CLI did,
+code or signal). Only processes found as its descendants in ``/proc`` are ever
+signalled, each through a pidfd opened before its parentage is checked again, so a
+reused pid is never hit. In ``group`` mode (macOS, the BSDs: no ``/proc``, no
+``prctl``) the CLI runs in a process group of its own, which it ends on the same
+occasions (descendants that left that group escape). UNSET: variables this
 interpreter's start set (locale coercion) that the CLI must not get.
 """
 
@@ -27,6 +29,7 @@ import time
 TYPE_CHECKING = False  # ``typing`` would cost an import
 if TYPE_CHECKING:
     import signal
+    from typing import Any
 else:
     import _signal as signal  # the C module: ``signal`` would import enum, ~3 ms more
 
@@ -35,6 +38,7 @@ PR_SET_CHILD_SUBREAPER = 36
 FORWARDED = ("SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
 # Signals Python ignores that the CLI must get back at their default, as Popen does.
 RESTORED = ("SIGPIPE", "SIGXFZ", "SIGXFSZ")
+NOT_HERE = (2, 20)  # ENOENT, ENOTDIR: look in the next folder of PATH
 POLL = 0.02
 KILL_WAIT = 2.0  # after SIGKILL: how long to wait for the dead to be reaped
 
@@ -42,12 +46,28 @@ KILL_WAIT = 2.0  # after SIGKILL: how long to wait for the dead to be reaped
 def prctl(option: int, value: int) -> bool:
     """Linux ``prctl(option, value)``; False where it is missing or refused."""
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+        return bool(libc().prctl(option, value, 0, 0, 0) == 0)
     except (OSError, AttributeError, ImportError):
         return False
+
+
+_libc: list[object] = []  # loaded once: a server loads it before it forks supervisors
+
+
+def libc() -> Any:
+    """The C library, through ctypes (~3 ms to import: only where it is needed)."""
+    if not _libc:
+        import ctypes
+
+        _libc.append(ctypes.CDLL(None, use_errno=True))
+    return _libc[0]
+
+
+def candidates(program: str, env: dict[str, str]) -> list[str]:
+    """Where to look for ``program``, in order, as ``execvp`` would with ``env``'s PATH."""
+    if os.sep in program:
+        return [program]
+    return [os.path.join(folder, program) for folder in os.get_exec_path(env)]
 
 
 def parent_of(pid: int) -> int | None:
@@ -84,11 +104,19 @@ def descendants(root: int) -> set[int]:
 
 
 class Supervisor:
-    """The CLI, its exit status, and the end of its tree."""
+    """The CLI, its exit status, and the end of its tree.
 
-    def __init__(self, owner_fd: int, owner_pid: int, grace: float, tree: bool) -> None:
+    ``served``: forked by the supervisor server (``_supervisor_server``) rather than run
+    by the owner; ``owner_fd`` is then the session's channel, on which it reports the
+    start and the exit instead of exiting as the CLI did.
+    """
+
+    def __init__(
+        self, owner_fd: int, owner_pid: int, grace: float, tree: bool, served: bool = False
+    ) -> None:
         self.owner_fd = owner_fd
         self.owner_pid = owner_pid
+        self.served = served
         self.grace = grace
         self.me = os.getpid()
         self.cli = 0
@@ -108,59 +136,77 @@ class Supervisor:
         spawning *thread* exits, and trio spawns from worker threads that idle out."""
         if self.tree:
             prctl(PR_SET_CHILD_SUBREAPER, 1)
-        if os.getppid() != self.owner_pid:
+        if not self.served and os.getppid() != self.owner_pid:
             self.stopping = True  # gone already: we were re-parented
 
-    def spawn(self, argv: list[str]) -> None:
-        """Fork and exec the CLI in our group; exit 127 with a message if exec fails."""
-        err_r, err_w = os.pipe()  # close-on-exec: EOF means exec worked
-        pid = os.fork()
-        if pid == 0:
+    def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        stdio: tuple[int, int, int] | None = None,
+    ) -> None:
+        """Start the CLI in our group (its own in ``group`` mode), with ``stdio`` as its 0,
+        1 and 2 if given; ``posix_spawn``, so no copy of this interpreter is made. If it
+        cannot start, say why (the served owner raises it) and end with 127."""
+        env = dict(os.environ) if env is None else env
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(stdio or ())]
+        restored = [getattr(signal, name) for name in RESTORED if hasattr(signal, name)]
+        group: dict[str, Any] = {} if self.tree else {"setpgroup": 0}  # 3.11 refuses None
+        failure: OSError | None = None
+        for path in candidates(argv[0], env):
             try:
-                if not self.tree:
-                    os.setpgid(0, 0)  # a group of its own, which we can end without us
-                os.close(err_r)
-                signal.set_wakeup_fd(-1)
-                for name in RESTORED:
-                    if hasattr(signal, name):
-                        signal.signal(getattr(signal, name), signal.SIG_DFL)
-                os.execvp(argv[0], argv)
-            except OSError as exc:
-                os.write(err_w, f"{exc.errno}".encode())
-            finally:
-                os._exit(127)
-        os.close(err_w)
-        self.cli = pid
-        if not self.tree:
-            try:  # noqa: SIM105 - contextlib costs 3 ms of start
-                os.setpgid(pid, pid)  # also here: whichever side runs first
-            except OSError:
-                pass
-        with os.fdopen(err_r, "rb") as f:
-            failed = f.read()
-        if failed:
-            code = int(failed)
-            sys.stderr.write(f"ctlwire: cannot start {argv[0]!r}: {os.strerror(code)}\n")
+                self.cli = os.posix_spawn(
+                    path, argv, env, file_actions=actions, setsigdef=restored, **group
+                )
+                failure = None
+                break
+            except OSError as exc:  # as execvp: the first error that is not "not here"
+                if failure is None or failure.errno in NOT_HERE:
+                    failure = exc
+        if self.served:
+            self.tell(f"failed {failure.errno}" if failure else f"started {self.me} {self.cli}")
+        elif failure:
+            sys.stderr.write(f"ctlwire: cannot start {argv[0]!r}: {failure.strerror}\n")
             sys.stderr.flush()
-            self.stopping = True
+        self.stopping = failure is not None
         # The pipes are the CLI's alone: its EOF on stdout, and a broken stdin once it is
         # gone, must reach the transport while we still run.
+        if stdio is not None:
+            for fd in stdio:
+                os.close(fd)
+            return
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.close(null)
 
+    def tell(self, line: str) -> None:
+        """One line to the owner on the session's channel (served), if it still listens."""
+        try:  # noqa: SIM105 - contextlib costs 3 ms of start
+            os.write(self.owner_fd, line.encode() + b"\n")
+        except OSError:
+            pass
+
     def run(self) -> None:
         """Wait for the CLI's exit, SIGTERM or the owner's end; then end the tree."""
-        watched = [self.wake_r, self.owner_fd]
+        watch = select.poll()  # not select(): a server's fds may be numbered past 1023
+        watch.register(self.wake_r, select.POLLIN)
+        watch.register(self.owner_fd, select.POLLIN)
         while self.status is None and not self.stopping:
-            ready, _, _ = select.select(watched, [], [])
-            if self.owner_fd in ready and not os.read(self.owner_fd, 1):
-                self.stopping = True  # EOF: the owner is gone
-                watched.remove(self.owner_fd)
+            ready = {fd for fd, _ in watch.poll()}
+            if self.owner_fd in ready and not self.owner_says():
+                self.stopping = True  # EOF: the owner is gone (or let go of the session)
+                watch.unregister(self.owner_fd)
             if self.wake_r in ready:
                 self.handle_signals()
         self.end_tree()
+
+    def owner_says(self) -> bytes:
+        """What the owner end holds: b"" at EOF (the owner never writes there)."""
+        try:
+            return os.read(self.owner_fd, 1)
+        except OSError:
+            return b""  # a reset channel: gone too
 
     def handle_signals(self) -> None:
         try:
@@ -230,12 +276,19 @@ class Supervisor:
             self.pause()
 
     def pause(self) -> None:
-        select.select([self.wake_r], [], [], POLL)
+        watch = select.poll()
+        watch.register(self.wake_r, select.POLLIN)
+        watch.poll(POLL * 1000)
         self.handle_signals()
 
     def exit(self) -> None:
-        """Exit as the CLI did: the same code, or death by the same signal."""
+        """Exit as the CLI did: the same code, or death by the same signal; served, tell
+        the owner the code instead."""
         status = self.status
+        if self.served:
+            code = 127 if self.cli == 0 else 1
+            self.tell(f"exit {code if status is None else os.waitstatus_to_exitcode(status)}")
+            os._exit(0)
         if status is None:
             os._exit(127 if self.cli == 0 else 1)
         if os.WIFSIGNALED(status):

@@ -1,0 +1,151 @@
+"""The supervisor server: one per owning process, on the raw-pipes path (``linux``, ``posix``).
+
+What must hold beyond the trees of ``test_contain.py``: a CLI that cannot be executed
+fails ``start``; the CLI gets the owner's environment and directory as they are at the
+session's start, not as they were when the server started; the server ends with its
+owner however the owner ends, a child forked from the owner included; a killed server
+is replaced, and the sessions it had forked still end whole. Checked through ``/proc``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from helpers import TESTS, force_child
+from test_contain import (
+    check_tree_ends,
+    escapes,
+    left_after,
+    new_token,
+    running_with,
+    tree_argv,
+    tree_up,
+)
+
+from ctlwire.transport import SubprocessTransport, TransportError, _contain, _served
+
+pytestmark = pytest.mark.anyio
+
+WITHIN = 5.0
+PRINTS = "import os, sys; print(os.getcwd()); print(os.environ.get('CTLWIRE_PROBE'))"
+
+
+@pytest.fixture(params=["linux", "posix"])
+def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    return force_child(str(request.param), monkeypatch)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (not a zombie), from ``/proc``."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+async def gone_within(pid: int, seconds: float = WITHIN) -> bool:
+    with anyio.move_on_after(seconds):
+        while alive(pid):  # noqa: ASYNC110 - /proc, with a deadline
+            await anyio.sleep(0.02)
+    return not alive(pid)
+
+
+async def test_a_cli_that_cannot_be_executed_fails_start(kind: str, tmp_path: Path) -> None:
+    """Found and executable, but exec fails: the error is start's, as a direct spawn's."""
+    no_interpreter = tmp_path / "cli"
+    no_interpreter.write_text("#!/ctlwire/no/such/interpreter\n")
+    no_interpreter.chmod(0o755)
+    no_format = tmp_path / "data"
+    no_format.write_bytes(b"\x7fELF not really")
+    no_format.chmod(0o755)
+    for path, says in ((no_interpreter, "No such file"), (no_format, "Exec format error")):
+        with pytest.raises(TransportError, match=says):
+            await SubprocessTransport([str(path)]).start()
+
+
+async def test_the_cli_gets_the_owners_directory_and_environment_of_now(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _served.server_pid(_contain.run_module)  # started before the changes below
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CTLWIRE_PROBE", "set after the server started")
+    async with SubprocessTransport([sys.executable, "-c", PRINTS]) as t:
+        lines = await t.receive_lines()
+        if len(lines) < 2:
+            lines += await t.receive_lines()
+    assert lines == [str(tmp_path).encode(), b"set after the server started"]
+
+
+OWNER = """
+import os, sys, time, anyio
+from ctlwire.transport import SubprocessTransport, _served
+
+async def main():
+    argv = [sys.executable, sys.argv[2], sys.argv[3], "stay"]
+    async with SubprocessTransport(argv, close_timeout=1) as t:
+        await t.receive_lines()
+        forked = os.fork() if sys.argv[4] == "fork" else -1  # as multiprocessing's does
+        if forked == 0:
+            time.sleep(60)
+            os._exit(0)
+        print(_served.link.pid, forked, flush=True)
+        if sys.argv[4] == "exit":
+            return
+        await anyio.sleep_forever()
+
+anyio.run(main, backend=sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("ending", ["exit", "kill", "fork"])
+async def test_the_server_ends_with_its_owner(kind: str, anyio_backend: str, ending: str) -> None:
+    """The owner exits, or is killed (after forking a child that lives on): the server
+    and the whole tree end."""
+    token = new_token()
+    owner = subprocess.Popen(  # noqa: ASYNC220 - an owner we must be able to kill
+        [sys.executable, "-c", OWNER, anyio_backend, str(TESTS / "tree_cli.py"), token, ending],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    forked = -1
+    try:
+        assert owner.stdout is not None
+        server, forked = map(int, owner.stdout.readline().split())
+        assert alive(server)
+        if ending != "exit":
+            owner.kill()
+        owner.wait(20)
+        left = set(await left_after(token, allowed=int(forked > 0) + escapes()))
+        assert len(left - {forked}) <= escapes(), f"survivors of the tree: {left}"
+        assert await gone_within(server), "the supervisor server outlived its owner"
+    finally:
+        if forked > 0:
+            os.kill(forked, signal.SIGKILL)
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        for pid in running_with(token):
+            os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_killed_server_is_replaced_and_its_sessions_still_end(kind: str) -> None:
+    token = new_token()
+    async with SubprocessTransport(tree_argv(token, "stay"), close_timeout=0.2) as t:
+        await tree_up(t)
+        first = _served.server_pid(_contain.run_module)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)  # reaped by init: it is not our child
+        assert await gone_within(first)
+        async with SubprocessTransport([sys.executable, "-c", "print('hi')"]) as other:
+            assert await other.receive_lines() == [b"hi"]
+        second = _served.server_pid(_contain.run_module)
+        assert second not in (None, first)
+    await check_tree_ends(token)
+    assert t.returncode is not None
