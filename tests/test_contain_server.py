@@ -149,3 +149,38 @@ async def test_a_killed_server_is_replaced_and_its_sessions_still_end(kind: str)
         assert second not in (None, first)
     await check_tree_ends(token)
     assert t.returncode is not None
+
+
+INHERITS = """
+import os, resource, sys, anyio
+from ctlwire.transport import SubprocessTransport, _contain, _served
+
+SHOW = (
+    "import os, resource; mask = os.umask(0); os.umask(mask); print(sorted("
+    "os.sched_getaffinity(0)), os.getpriority(os.PRIO_PROCESS, 0), oct(mask),"
+    " resource.getrlimit(resource.RLIMIT_NOFILE))"
+)
+
+async def main():
+    _served.server_pid(_contain.run_module)  # the server has what we had before these:
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + 1)
+    os.umask(0o027)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft - 1, hard))
+    exec(SHOW)
+    async with SubprocessTransport([sys.executable, "-c", SHOW]) as t:
+        print((await t.receive_lines())[0].decode())
+
+anyio.run(main)
+"""
+
+
+def test_the_cli_inherits_the_owners_process_attributes_of_now(kind: str) -> None:
+    """CPU affinity, niceness, umask and resource limits, changed after the server
+    started: the CLI has them as a direct child would, not the server's."""
+    done = subprocess.run(
+        [sys.executable, "-c", INHERITS], capture_output=True, text=True, timeout=30, check=True
+    )
+    owner, cli = done.stdout.splitlines()
+    assert cli == owner

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -89,15 +90,9 @@ def start_server(run: Run) -> tuple[int, socket.socket]:
     reaped here: it is never our child to wait for."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    except ImportError:
-        limit = -1
-    try:
         with theirs:
             launcher = subprocess.Popen(
-                [*run(SERVER_MODULE), str(theirs.fileno()), str(limit)],
+                [*run(SERVER_MODULE), str(theirs.fileno())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),),
@@ -143,6 +138,7 @@ def request_spawn(
         },
         "grace": grace,
         "tree": tree,
+        "inherit": inheritance(),
     }
     payload = json.dumps(request).encode()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -154,6 +150,36 @@ def request_spawn(
     os.set_blocking(fd, False)
     link.channels.add(fd)
     return fd
+
+
+def inheritance() -> dict[str, Any]:
+    """What a direct child would inherit from this process now and a fork of the server
+    would not (it has what we had when it started): CPU affinity, niceness, resource
+    limits, and the umask where it can be read without changing it (Linux)."""
+    attributes: dict[str, Any] = {}
+    if hasattr(os, "sched_getaffinity"):
+        attributes["affinity"] = sorted(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, AttributeError):
+        attributes["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"Umask:"):
+                attributes["umask"] = int(line.split()[1], 8)
+                break
+    with contextlib.suppress(ImportError):
+        import resource
+
+        attributes["rlimits"] = {
+            name: resource.getrlimit(getattr(resource, name)) for name in _limits()
+        }
+    return attributes
+
+
+@functools.cache
+def _limits() -> list[str]:
+    import resource
+
+    return [name for name in dir(resource) if name.startswith("RLIMIT_")]
 
 
 def let_go(channel: int) -> None:

@@ -55,9 +55,8 @@ class Session:
 
 
 class Server:
-    def __init__(self, control_fd: int, limit: int) -> None:
+    def __init__(self, control_fd: int) -> None:
         self.control: socket.socket | None = socket.socket(fileno=control_fd)
-        self.limit = limit  # RLIMIT_NOFILE's soft value to give back to every CLI
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.control, selectors.EVENT_READ, self.on_control)
         self.received = b""
@@ -132,12 +131,7 @@ class Server:
             first = keep + 1
         os.closerange(first, self.top + 1)  # never used again: we end with os._exit
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        if resource is not None and self.limit >= 0:
-            try:
-                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-                resource.setrlimit(resource.RLIMIT_NOFILE, (self.limit, hard))
-            except (OSError, ValueError):
-                pass
+        inherit(request["inherit"])
         channel = fds[3]
         os.setpgid(0, 0)
         cwd = request.get("cwd")
@@ -191,6 +185,28 @@ class Server:
                 pass
 
 
+def inherit(attributes: dict[str, Any]) -> None:
+    """Take on what a direct child of the owner would have inherited from it now, as far
+    as we may (a limit or niceness may only go one way without privileges)."""
+    try:
+        if "affinity" in attributes:
+            os.sched_setaffinity(0, attributes["affinity"])
+    except (OSError, ValueError):
+        pass
+    try:  # noqa: SIM105 - contextlib costs 3 ms of start
+        os.setpriority(os.PRIO_PROCESS, 0, attributes["nice"])
+    except (OSError, KeyError):
+        pass
+    if "umask" in attributes:
+        os.umask(attributes["umask"])
+    for name, (soft, hard) in attributes.get("rlimits", {}).items():
+        try:
+            if resource is not None:
+                resource.setrlimit(getattr(resource, name), (soft, hard))
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def say(channel: int, line: str) -> None:
     try:  # noqa: SIM105 - contextlib costs 3 ms of start
         os.write(channel, line.encode() + b"\n")
@@ -199,7 +215,7 @@ def say(channel: int, line: str) -> None:
 
 
 def main() -> None:
-    control_fd, limit = int(sys.argv[1]), int(sys.argv[2])
+    control_fd = int(sys.argv[1])
     os.set_inheritable(control_fd, False)
     # Not the owner's child (the owner reaps this first process at once): nothing of ours
     # for it to wait for or reap, ever. The pid goes first on the socket.
@@ -218,7 +234,7 @@ def main() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         except (OSError, ValueError):
             pass
-    Server(control_fd, limit).serve()
+    Server(control_fd).serve()
 
 
 if __name__ == "__main__":
