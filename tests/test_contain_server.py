@@ -19,6 +19,7 @@ import anyio
 import pytest
 from helpers import TESTS, force_child
 from test_contain import (
+    _live,
     check_tree_ends,
     escapes,
     left_after,
@@ -184,3 +185,20 @@ def test_the_cli_inherits_the_owners_process_attributes_of_now(kind: str) -> Non
     )
     owner, cli = done.stdout.splitlines()
     assert cli == owner
+
+
+async def test_without_a_server_each_session_runs_its_own_supervisor(
+    kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that cannot start costs the speed, not the containment: the supervisor
+    runs directly, as on the portable path, and a warning says so."""
+    monkeypatch.setattr(_served, "link", _served.ServerLink())  # no server yet
+    monkeypatch.setattr(_served, "SERVER_MODULE", "ctlwire_no_such_module")
+    token = new_token()
+    async with SubprocessTransport(tree_argv(token, "stay"), close_timeout=0.2) as t:
+        await tree_up(t)
+        supervisor = _live(t.pid)  # run directly, its argv has the CLI's
+        assert supervisor is not None and token.encode() in supervisor[0]
+        assert len(running_with(token)) == 5  # the supervisor, the CLI and its three
+    await check_tree_ends(token)
+    assert "supervisor per session instead: the supervisor server did not start" in caplog.text

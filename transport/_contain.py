@@ -155,18 +155,24 @@ class Containment:
         """Whether this spawn may go to the supervisor server instead (see `serve`)."""
         return self._served is not None
 
-    def serve(self, stdio: tuple[int, int, int]) -> int:
+    def serve(self, stdio: tuple[int, int, int]) -> int | None:
         """Have this process's supervisor server fork the supervisor (no interpreter to
         start); ``stdio``: the CLI's stdin, stdout and stderr. The session's channel, for
-        a `ServedChild`. Raises what Popen would for bad arguments, OSError otherwise."""
+        a `ServedChild`; None if no server can take it (spawn `argv` then: the supervisor
+        run directly). Raises what Popen would for bad arguments."""
         from ._served import request_spawn
 
         assert self._served is not None
         argv, grace, tree = self._served
+        try:
+            channel = request_spawn(
+                run_module, argv, cwd=self.cwd, env=self.env, grace=grace, tree=tree, stdio=stdio
+            )
+        except OSError as exc:
+            logger.warning("ctlwire: starting a supervisor per session instead: %s", exc)
+            return None
         self.failed()  # the pipe of a supervisor run directly: not needed
-        return request_spawn(
-            run_module, argv, cwd=self.cwd, env=self.env, grace=grace, tree=tree, stdio=stdio
-        )
+        return channel
 
     def started(self, pid: int) -> None:
         """The process ``pid`` exists: finish the set-up (call `release` after its end)."""

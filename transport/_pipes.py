@@ -73,8 +73,9 @@ class RawPipes:
             stderr_r, stderr_w = os.pipe()
             fds += (stderr_r, stderr_w)
             self.read_size = tune_pipe(stdout_r, self.kind)
-            if launch.servable:
-                child: Child = ServedChild(launch.serve((stdin_r, stdout_w, stderr_w)))
+            channel = launch.serve((stdin_r, stdout_w, stderr_w)) if launch.servable else None
+            if channel is not None:
+                child: Child = ServedChild(channel)
             else:
                 child = self._popen(launch, stdin_r, stdout_w, stderr_w)
         except (OSError, ValueError, TypeError) as exc:

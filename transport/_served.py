@@ -98,10 +98,17 @@ def start_server(run: Run) -> tuple[int, socket.socket]:
                 pass_fds=(theirs.fileno(),),
                 process_group=0,  # no Ctrl-C from a terminal; only EOF from us ends it
             )
-        launcher.wait()
+        try:
+            launcher.wait(SEND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
         ours.settimeout(SEND_TIMEOUT)
-        return int(ours.recv(32)), ours
-    except (OSError, ValueError):
+        hello = ours.recv(32)
+        if not hello.strip().isdigit():
+            raise OSError(f"the supervisor server did not start (exit code {launcher.returncode})")
+        return int(hello), ours
+    except OSError:
         ours.close()
         raise
 
