@@ -29,11 +29,12 @@ from test_contain import (
     tree_up,
 )
 
-from ctlwire.transport import SubprocessTransport, TransportError, _contain, _served
+from ctlwire.transport import SubprocessTransport, TransportError, _child_served, _contain, _served
 
 pytestmark = pytest.mark.anyio
 
 WITHIN = 5.0
+ECHO = [sys.executable, "-c", "import sys\nfor x in sys.stdin: print(x, end='', flush=True)"]
 PRINTS = "import os, sys; print(os.getcwd()); print(os.environ.get('CTLWIRE_PROBE'))"
 
 
@@ -201,4 +202,129 @@ async def test_without_a_server_each_session_runs_its_own_supervisor(
         assert supervisor is not None and token.encode() in supervisor[0]
         assert len(running_with(token)) == 5  # the supervisor, the CLI and its three
     await check_tree_ends(token)
-    assert "supervisor per session instead: the supervisor server did not start" in caplog.text
+    assert "per session instead: the supervisor server did not start: its first" in caplog.text
+
+
+async def test_a_relative_or_deleted_cwd_means_what_it_means_to_the_owner_now(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _served.server_pid(_contain.run_module)  # started in another directory
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path)
+    async with SubprocessTransport([sys.executable, "-c", PRINTS], cwd="work") as t:
+        assert (await t.receive_lines())[0] == str(tmp_path / "work").encode()
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    inode = gone.stat().st_ino
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    show = "import os; print(os.stat('.').st_ino)"
+    async with SubprocessTransport([sys.executable, "-c", show]) as t:
+        assert await t.receive_lines() == [str(inode).encode()]
+
+
+async def test_the_cli_gets_the_c_environment_putenv_changed(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CTLWIRE_PROBE", raising=False)
+    os.putenv("CTLWIRE_PROBE", "from putenv")  # not in os.environ, yet a child's
+    try:
+        async with SubprocessTransport([sys.executable, "-c", PRINTS]) as t:
+            lines = await t.receive_lines()
+            if len(lines) < 2:
+                lines += await t.receive_lines()
+    finally:
+        os.unsetenv("CTLWIRE_PROBE")
+    assert lines[1] == b"from putenv"
+
+
+async def test_environment_names_execve_refuses_are_start_errors(kind: str) -> None:
+    for env, says in (
+        ({"A=B": "1"}, "illegal environment variable name"),
+        ({"": "1"}, "illegal environment variable name"),
+        ({"X": "\ud800"}, "surrogate"),
+    ):
+        with pytest.raises(TransportError, match=says):
+            await SubprocessTransport(ECHO, env=env).start()
+
+
+async def test_a_supervisor_killed_from_outside_takes_its_group_with_it(kind: str) -> None:
+    """As an OOM kill of the supervisor: the CLI and what is in its group end, the
+    return code says SIGKILL; only what left the group (the daemon) can escape."""
+    token = new_token()
+    async with SubprocessTransport(tree_argv(token, "stay"), close_timeout=0.2) as t:
+        await tree_up(t)
+        assert t.pid is not None
+        os.kill(t.pid, signal.SIGKILL)
+        with anyio.fail_after(WITHIN):
+            assert await t.wait_exit(WITHIN) == -signal.SIGKILL
+    left = await left_after(token, allowed=1)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert len(left) <= 1, f"survivors of the tree: {left}"
+
+
+async def test_a_stopped_server_fails_start_once_and_is_replaced(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_served, "link", _served.ServerLink())
+    monkeypatch.setattr(_child_served, "START_WAIT", 0.5)
+    stopped = _served.server_pid(_contain.run_module)
+    assert stopped is not None
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        with pytest.raises(TransportError, match="no word from its supervisor"):
+            await SubprocessTransport(ECHO).start()
+        async with SubprocessTransport([sys.executable, "-c", "print('hi')"]) as t:
+            assert await t.receive_lines() == [b"hi"]
+        assert _served.link.pid not in (None, stopped)
+    finally:
+        os.kill(stopped, signal.SIGKILL)
+    assert await gone_within(stopped)
+
+
+def test_the_server_never_holds_the_owners_stderr() -> None:
+    """A parent capturing the owner's output sees its end when the owner ends."""
+    server = _served.server_pid(_contain.run_module)
+    assert os.readlink(f"/proc/{server}/fd/2") == os.devnull
+
+
+DROPS = """
+import os, sys, anyio
+from ctlwire.transport import SubprocessTransport, TransportError
+
+async def main():
+    async with SubprocessTransport(["id", "-u"]) as t:  # a server started as root
+        print("root:", (await t.receive_lines())[0].decode(), flush=True)
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    sys.executable = sys.argv[1]  # a Python that user may run, for its supervisor
+    try:
+        async with SubprocessTransport(["id", "-u"]) as t:
+            print("dropped:", (await t.receive_lines())[0].decode(), flush=True)
+    except TransportError as exc:  # no interpreter this user may run: refused is fine
+        print("dropped: refused", exc, flush=True)
+
+anyio.run(main)
+"""
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to drop it")
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs a Python any user may run")
+def test_a_cli_started_after_the_owner_dropped_root_never_runs_as_root(kind: str) -> None:
+    """A server started as root must not spawn for an owner that has dropped root."""
+    done = subprocess.run(
+        [sys.executable, "-c", DROPS, str(SYSTEM_PYTHON)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "not contained" not in done.stderr  # the server's path, as the first time
+    root, dropped = done.stdout.splitlines()
+    assert root == "root: 0"
+    assert dropped in ("dropped: 65534",) or dropped.startswith("dropped: refused"), dropped

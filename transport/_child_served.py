@@ -19,10 +19,11 @@ from collections.abc import Callable
 import anyio
 
 from ._child import ChildState
-from ._served import let_go, release
+from ._served import drop_server, let_go, release
 
 START_WAIT = 10.0  # for the supervisor's word that the CLI started (it takes ~1 ms)
 KILL_WAIT = 2.0  # after SIGKILL: how long `reap` waits for the supervisor's end
+RELEASE_WAIT = 0.5  # for the server to reap it once we let go (it takes ~0.1 ms)
 
 
 class ServedChild:
@@ -42,13 +43,15 @@ class ServedChild:
         cannot be cancelled half done, and bounded; the OSError a spawn would raise if it
         failed."""
         with anyio.move_on_after(START_WAIT, shield=True):
-            word, *numbers = (await self._next_line()).split() or [""]
+            word, _, rest = (await self._next_line()).partition(" ")
             if word == "started":
-                self.pid = int(numbers[0])
+                self.pid = int(rest.split()[0])
                 return
             if word == "failed":
-                raise OSError(int(numbers[0]), os.strerror(int(numbers[0])), program)
-            raise OSError(errno.ECHILD, "its containment supervisor ended first", program)
+                raise OSError(int(rest), os.strerror(int(rest)), program)
+            why = f"failed: {rest}" if word == "crashed" else "ended first"
+            raise OSError(errno.ECHILD, f"its containment supervisor {why}", program)
+        drop_server()  # stopped or stuck: the next session gets a new one
         raise OSError(errno.ETIMEDOUT, f"no word from its supervisor in {START_WAIT:g} s", program)
 
     async def wait(self) -> None:
@@ -59,8 +62,11 @@ class ServedChild:
         word, *numbers = line.split() or [""]
         if word == "exit":
             self.returncode = int(numbers[0])
-        elif self.returncode is None:  # gone without a word: killed
-            self.returncode = -signal.SIGKILL if self._killed else 255
+        elif self.returncode is None:
+            # Gone without a word: killed. End what is left of its group (it is not
+            # reaped yet, so the group id is still its own); what left it has escaped.
+            self.signal_tree(kill=True)
+            self.returncode = int(numbers[0]) if numbers else -signal.SIGKILL
         self.state = ChildState.EXITED
 
     async def _next_line(self) -> str:
@@ -117,7 +123,7 @@ class ServedChild:
         if fd is not None:
             with contextlib.suppress(OSError):
                 let_go(fd)
-            self._wait_blocking(KILL_WAIT, lambda: self._ended)
+            self._wait_blocking(RELEASE_WAIT, lambda: self._ended)
         self.close()
 
     def _wait_blocking(self, timeout: float, done: Callable[[], bool]) -> None:

@@ -57,20 +57,25 @@ class ContainmentWarning(CtlwireError, UserWarning):
 
 
 def check_program(program: str, cwd: str | os.PathLike[str] | None, path: str) -> None:
-    """Raise the OSError a direct spawn of ``program`` would, before the supervisor runs.
-
-    The supervisor execs the CLI after it has started, too late for `start` to raise;
-    this keeps "not found" and "not executable" errors where they were.
-    """
-    if cwd is not None and not os.path.isdir(cwd):
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(cwd))
+    """Raise the OSError (or ValueError) a direct spawn of ``program`` in ``cwd`` would,
+    before any supervisor runs, so that "not found" and "not executable" stay start
+    errors on every path."""
+    where = os.fspath(cwd) if cwd is not None else "."
+    if "\0" in os.fsdecode(where):
+        raise ValueError("embedded null byte in cwd")
+    if not os.path.isdir(where):
+        code = errno.ENOTDIR if os.path.exists(where) else errno.ENOENT
+        raise OSError(code, os.strerror(code), where)
     if os.sep in program or (os.altsep and os.altsep in program):
-        target = os.path.join(os.fspath(cwd) if cwd is not None else ".", program)
+        target = os.path.join(where, program)
         if not os.path.exists(target):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
         if os.path.isdir(target) or not os.access(target, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
-    elif shutil.which(program, path=path) is None:
+        return
+    # Relative folders of PATH are looked up from the CLI's directory, as exec does there.
+    folders = (os.path.join(where, folder) for folder in path.split(os.pathsep))
+    if shutil.which(program, path=os.pathsep.join(folders)) is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
@@ -160,7 +165,7 @@ class Containment:
         start); ``stdio``: the CLI's stdin, stdout and stderr. The session's channel, for
         a `ServedChild`; None if no server can take it (spawn `argv` then: the supervisor
         run directly). Raises what Popen would for bad arguments."""
-        from ._served import request_spawn
+        from ._served import ServerUnavailable, request_spawn
 
         assert self._served is not None
         argv, grace, tree = self._served
@@ -168,7 +173,7 @@ class Containment:
             channel = request_spawn(
                 run_module, argv, cwd=self.cwd, env=self.env, grace=grace, tree=tree, stdio=stdio
             )
-        except OSError as exc:
+        except ServerUnavailable as exc:
             logger.warning("ctlwire: starting a supervisor per session instead: %s", exc)
             return None
         self.failed()  # the pipe of a supervisor run directly: not needed

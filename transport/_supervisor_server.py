@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - POSIX has it
     resource = None  # type: ignore[assignment]
 
 HEADER = struct.Struct(">I")
-FDS_PER_SPAWN = 4  # stdin, stdout, stderr, channel
+FDS_PER_SPAWN = 5  # stdin, stdout, stderr, working directory, channel
 
 
 class Session:
@@ -99,7 +99,7 @@ class Server:
                 self.close_all(fds)  # cannot happen with our owner; nothing to answer on
 
     def spawn(self, request: dict[str, Any], fds: list[int]) -> None:
-        channel = fds[3]
+        channel = fds[4]
         try:
             life, life_end = os.pipe()
             self.top = max(self.top, life, life_end)
@@ -111,13 +111,11 @@ class Server:
         if pid == 0:
             try:
                 self.become_supervisor(request, fds, life_end)
-            except BaseException:  # a bug: say it where the owner's own errors go
-                import traceback
-
-                traceback.print_exc()
+            except BaseException as exc:  # a bug: the owner's start error says what
+                say(channel, f"crashed {type(exc).__name__}: {exc}".replace("\n", " "))
             finally:
                 os._exit(1)
-        self.close_all([*fds[:3], life_end])
+        self.close_all([*fds[:4], life_end])
         session = Session(pid, channel, life)
         self.sessions[pid] = session
         self.selector.register(life, selectors.EVENT_READ, lambda _: self.on_end(session))
@@ -132,15 +130,14 @@ class Server:
         os.closerange(first, self.top + 1)  # never used again: we end with os._exit
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         inherit(request["inherit"])
-        channel = fds[3]
+        channel = fds[4]
         os.setpgid(0, 0)
-        cwd = request.get("cwd")
         try:
-            if isinstance(cwd, str):
-                os.chdir(cwd)
+            os.fchdir(fds[3])
         except OSError as exc:
-            say(channel, f"failed {exc.errno} {os.getpid()}")
+            say(channel, f"failed {exc.errno}")
             return
+        os.close(fds[3])
         supervisor = _supervisor.Supervisor(
             channel, 0, float(request["grace"]), bool(request["tree"]), served=True
         )
@@ -153,7 +150,9 @@ class Server:
         session.dead = True
         self.selector.unregister(session.life)
         os.close(session.life)
-        say(session.channel, "gone")  # after its own "exit" line, if it got to say it
+        # After its own "exit" line, if it got to say it; with how it ended, if we can
+        # read that without reaping it.
+        say(session.channel, f"gone {ending(session.pid)}".strip())
         self.settle(session)
 
     def on_release(self, session: Session) -> None:
@@ -199,12 +198,30 @@ def inherit(attributes: dict[str, Any]) -> None:
         pass
     if "umask" in attributes:
         os.umask(attributes["umask"])
+    if "oom_score_adj" in attributes:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as adjust:
+                adjust.write(attributes["oom_score_adj"])
+        except OSError:
+            pass
     for name, (soft, hard) in attributes.get("rlimits", {}).items():
         try:
             if resource is not None:
                 resource.setrlimit(getattr(resource, name), (soft, hard))
         except (OSError, ValueError, AttributeError):
             pass
+
+
+def ending(pid: int) -> str:
+    """How the exited child ``pid`` ended, as a return code, without reaping it; "" where
+    that cannot be read (no ``waitid``)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except (OSError, AttributeError):
+        return ""
+    if info is None:
+        return ""
+    return str(info.si_status if info.si_code == os.CLD_EXITED else -info.si_status)
 
 
 def say(channel: int, line: str) -> None:
