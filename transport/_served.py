@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .errors import TransportError
+
 SERVER_MODULE = "_supervisor_server"
 HEADER_BYTES = 4
 # A working directory to send: O_PATH (Linux) needs no read permission, as chdir needs none.
@@ -30,7 +32,7 @@ SEND_TIMEOUT = 10.0  # a server that takes no spawn for this long is replaced
 Run = Callable[[str], list[str]]
 
 
-class ServerUnavailable(OSError):
+class ServerUnavailable(TransportError):
     """No supervisor server could take the spawn (it would not start, or not answer)."""
 
 
