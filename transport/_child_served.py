@@ -36,6 +36,7 @@ class ServedChild:
         self._channel: int | None = channel
         self._received = b""
         self._killed = False
+        self._cli = 0  # the CLI's pid, as the supervisor said
         self._ended = False  # EOF on the channel: every other end of it is closed
 
     async def started(self, program: str) -> None:
@@ -45,7 +46,7 @@ class ServedChild:
         with anyio.move_on_after(START_WAIT, shield=True):
             word, _, rest = (await self._next_line()).partition(" ")
             if word == "started":
-                self.pid = int(rest.split()[0])
+                self.pid, self._cli = (int(n) for n in rest.split()[:2])
                 return
             if word == "failed":
                 raise OSError(int(rest), os.strerror(int(rest)), program)
@@ -66,8 +67,16 @@ class ServedChild:
             # Gone without a word: killed. End what is left of its group (it is not
             # reaped yet, so the group id is still its own); what left it has escaped.
             self.signal_tree(kill=True)
+            self._end_cli_group()
             self.returncode = int(numbers[0]) if numbers else -signal.SIGKILL
         self.state = ChildState.EXITED
+
+    def _end_cli_group(self) -> None:
+        """In ``group`` mode the CLI leads a group of its own: end it too, while its leader
+        still lives (so that id is not free to be reused)."""
+        with contextlib.suppress(OSError):
+            if self._cli and os.getpgid(self._cli) == self._cli:
+                os.killpg(self._cli, signal.SIGKILL)
 
     async def _next_line(self) -> str:
         """The next line on the channel; "" at its end."""
